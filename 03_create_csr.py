@@ -1,0 +1,36 @@
+#!/usr/bin/env python3
+"""Step 3: create the certificate signing request (CSR).
+
+The CSR names the domains the certificate is for and carries the certificate key's public
+half, signed with its private half to prove possession (RFC 2986). The CA reads the names
+from it at finalization (RFC 8555 §7.4), and step 5 orders exactly those names.
+
+Names are lowercased and de-duplicated; internationalized names become A-labels
+(bücher.example -> xn--bcher-kva.example); *.example.com asks for a wildcard.
+
+Reads:  cert.key
+Writes: cert.csr (PEM)
+"""
+
+from common import certs, cli, keys, names, state
+from common.cli import log
+from common.errors import UsageError
+
+
+def main(args):
+    work = cli.work_dir(args)
+    domains = names.normalize_names(args.domains)
+    key = work.read_key(state.CERT_KEY)
+    if work.exists(state.ACCOUNT_KEY) and keys.same_public_key(key, work.read_key(state.ACCOUNT_KEY)):
+        raise UsageError("cert.key is the account key: run 02_create_cert_key.py --force for a separate key")
+    log.info("Creating CSR for %d name%s: %s", len(domains), "" if len(domains) == 1 else "s", ", ".join(domains))
+    csr = certs.build_csr(key, domains)
+    work.write_bytes(state.CSR, certs.csr_pem(csr))
+    log.info("Wrote %s", work.path(state.CSR))
+
+
+if __name__ == "__main__":
+    p = cli.parser(__doc__)
+    p.add_argument("-d", "--domain", dest="domains", action="append", required=True, metavar="NAME",
+                   help="a name for the certificate; repeat for more (the first becomes the common name)")
+    cli.run(main, p)

@@ -1,0 +1,27 @@
+#!/usr/bin/env python3
+"""Step 5: order a certificate for the names in the CSR (RFC 8555 §7.4).
+
+POSTs the names to newOrder. The CA answers with the order: its status, one authorization
+URL per name (each saying how to prove control of that name, §7.5) and the URL to send the
+CSR to once every name is proven. The order's own URL comes in the Location header.
+
+Reads:  cert.csr, account.json, account.key, session.json
+Writes: order.json (the order's URL and content)
+"""
+
+from common import certs, cli, rfc8555, state
+from common.cli import log
+
+
+def main(args):
+    work = cli.work_dir(args)
+    domains = certs.san_names(work.read_csr())
+    client = cli.connect_account(args, work)
+    resp = rfc8555.new_order(client, domains)
+    work.write_json(state.ORDER, {"url": resp.location, "order": resp.body})
+    plural = "" if len(domains) == 1 else "s"
+    log.info("Creating order for %d name%s... %s: %s", len(domains), plural, resp.body.get("status"), resp.location)
+
+
+if __name__ == "__main__":
+    cli.run(main, cli.parser(__doc__, network=True))

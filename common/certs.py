@@ -1,0 +1,93 @@
+"""The CSR that asks for a certificate and the checks on the certificate that comes back."""
+
+from __future__ import annotations
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
+
+from .errors import AcmeError, UsageError
+from .keys import PrivateKey, public_key_der
+
+# X.520 upper bound for a common name; longer names can only live in the SAN.
+MAX_CN_LENGTH = 64
+
+
+def build_csr(key: PrivateKey, names: list[str]) -> x509.CertificateSigningRequest:
+    """A CSR for ``names``, signed by the certificate key (RFC 2986; RFC 8555 §7.4).
+
+    The names go in subjectAltName, which is what CAs check; the first one also becomes
+    the common name for old software that still reads it, when it fits.
+    """
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])] if len(names[0]) <= MAX_CN_LENGTH else [])
+    san = x509.SubjectAlternativeName([x509.DNSName(n) for n in names])
+    return (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(subject)
+        .add_extension(san, critical=False)
+        .sign(key, hashes.SHA256())
+    )
+
+
+def csr_pem(csr: x509.CertificateSigningRequest) -> bytes:
+    return csr.public_bytes(serialization.Encoding.PEM)
+
+
+def load_csr(pem: bytes, source: str) -> x509.CertificateSigningRequest:
+    try:
+        csr = x509.load_pem_x509_csr(pem)
+    except ValueError as exc:
+        raise UsageError(f"{source} is not a PEM CSR ({exc}); run 03_create_csr.py again") from None
+    if not csr.is_signature_valid:
+        raise UsageError(f"{source} has a bad signature; run 03_create_csr.py again")
+    return csr
+
+
+def san_names(item: x509.CertificateSigningRequest | x509.Certificate) -> list[str]:
+    """The DNS names in a CSR's or certificate's subjectAltName, in order."""
+    try:
+        san = item.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return san.get_values_for_type(x509.DNSName)
+
+
+def csr_der(csr: x509.CertificateSigningRequest) -> bytes:
+    return csr.public_bytes(serialization.Encoding.DER)
+
+
+def split_pem_chain(pem: str) -> list[x509.Certificate]:
+    """Parse a PEM chain, leaf first (RFC 8555 §7.4.2)."""
+    try:
+        certs = x509.load_pem_x509_certificates(pem.encode("ascii"))
+    except ValueError as exc:
+        raise AcmeError(f"the CA sent a certificate chain that does not parse ({exc})") from None
+    return certs
+
+
+def certs_to_pem(certs: list[x509.Certificate]) -> bytes:
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+def check_certificate(cert: x509.Certificate, key: PrivateKey, names: list[str]) -> None:
+    """The certificate must be for our key and exactly the names we asked for."""
+    if not matches_key(cert, key):
+        raise AcmeError("the certificate's public key is not cert.key's: do not install it")
+    if sorted(san_names(cert)) != sorted(names):
+        raise AcmeError(f"the certificate names {san_names(cert)} differ from the CSR's {names}")
+
+
+def matches_key(cert: x509.Certificate, key: PrivateKey) -> bool:
+    """True when the certificate certifies this private key's public half."""
+    return public_key_der(cert.public_key()) == public_key_der(key.public_key())
+
+
+def describe_certificate(cert: x509.Certificate) -> list[str]:
+    """Subject, names, issuer, validity and serial, one per line, for the user to check."""
+    return [
+        f"subject: {cert.subject.rfc4514_string() or '(empty)'}",
+        f"names:   {', '.join(san_names(cert))}",
+        f"issuer:  {cert.issuer.rfc4514_string()}",
+        f"valid:   {cert.not_valid_before_utc:%Y-%m-%d %H:%M} to {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC",
+        f"serial:  {cert.serial_number:x}",
+    ]

@@ -1,0 +1,116 @@
+"""The command-line contract every step shares: options, output levels and exit statuses.
+
+Exit status 0: done. 1: the CA or the network said no. 2: bad input or a missing earlier
+step. Neither failure prints a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn
+
+from . import servers, state
+from .errors import AcmeError, UsageError
+from .http import Client
+
+log = logging.getLogger("acme")
+
+EXIT_OK, EXIT_CA, EXIT_USAGE = 0, 1, 2
+
+
+def parser(doc: str | None, *, network: bool = False) -> argparse.ArgumentParser:
+    """An argument parser with the options every step takes; ``network`` adds the server ones."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dir", type=Path, default=Path(os.environ.get("ACME_DIR") or "acme-work"),
+                   help="work directory holding every file the steps share (default: $ACME_DIR or ./acme-work)")
+    level = p.add_mutually_exclusive_group()
+    level.add_argument("-v", "--verbose", action="store_true", help="show every HTTP exchange with the CA")
+    level.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    if network:
+        add_server_options(p, default=None)
+    return p
+
+
+def add_server_options(p: argparse.ArgumentParser, *, default: str | None) -> None:
+    """--server and --ca-bundle. Steps after 04 default to what 04 recorded in account.json."""
+    recorded = " (default: the server recorded by 04_new_account.py)" if default is None else f" (default: $ACME_SERVER or {default})"
+    p.add_argument("--server", default=default, metavar="NAME|URL",
+                   help=f"pebble, staging, production or a directory URL{recorded}")
+    p.add_argument("--ca-bundle", default=os.environ.get("ACME_CA_BUNDLE"), metavar="FILE",
+                   help="also trust this CA for the server's TLS (default: $ACME_CA_BUNDLE)")
+
+
+def run(main: Callable[[argparse.Namespace], None], p: argparse.ArgumentParser) -> NoReturn:
+    """Parse the options, run ``main`` and turn its failures into one-line errors and exit statuses."""
+    args = p.parse_args()
+    _setup_logging(args.verbose, args.quiet)
+    try:
+        main(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    except AcmeError as exc:
+        print("error: " + "\n".join(exc.lines()), file=sys.stderr)
+        sys.exit(EXIT_CA)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(EXIT_OK)
+
+
+def work_dir(args: argparse.Namespace) -> state.WorkDir:
+    return state.WorkDir(args.dir)
+
+
+def connect(args: argparse.Namespace, work: state.WorkDir, *, account: dict | None = None) -> Client:
+    """A client for the server the account lives on, signing with account.key.
+
+    ``account`` is account.json's content; without it (step 04) the server comes from the
+    options alone and requests are signed with the bare key (``jwk``).
+    """
+    recorded = account or {}
+    server = args.server or recorded.get("directory_url") or os.environ.get("ACME_SERVER") or servers.DEFAULT_SERVER
+    directory_url, bundle = servers.resolve_server(server)
+    bundle = args.ca_bundle or bundle or (recorded.get("ca_bundle") if directory_url == recorded.get("directory_url") else None)
+    key = work.read_key(state.ACCOUNT_KEY)
+    client = Client(
+        directory_url,
+        verify=servers.tls_verify(bundle),
+        key=key,
+        kid=recorded.get("account_url") if directory_url == recorded.get("directory_url") else None,
+        store=state.SessionCache(work, directory_url),
+    )
+    client.ca_bundle = bundle  # recorded by step 04 so later steps trust the same CA
+    return client
+
+
+def connect_account(args: argparse.Namespace, work: state.WorkDir) -> Client:
+    """A client for steps 05 to 08: the account from account.json, signing with ``kid``."""
+    account = work.read_json(state.ACCOUNT)
+    client = connect(args, work, account=account)
+    if not client.kid:
+        raise UsageError(f"account.json is for {account.get('directory_url')}, not {client.directory_url}: run 04_new_account.py for this server")
+    return client
+
+
+class _BelowWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.WARNING
+
+
+def _setup_logging(verbose: bool, quiet: bool) -> None:
+    """Progress to stdout, warnings to stderr; -v adds the wire, -q leaves errors only."""
+    out = logging.StreamHandler(sys.stdout)
+    out.addFilter(_BelowWarning())
+    err = logging.StreamHandler(sys.stderr)
+    err.setLevel(logging.WARNING)
+    for handler in (out, err):
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO)
+    log.propagate = False

@@ -1,0 +1,35 @@
+"""The two ways a step can fail, mapped to exit statuses by :mod:`common.cli`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class UsageError(Exception):
+    """Bad input or a missing earlier step: exit status 2, one line saying what to do."""
+
+
+class AcmeError(Exception):
+    """The CA or the network said no: exit status 1.
+
+    ``problem`` is the RFC 7807 problem document the CA sent (RFC 8555 §6.7), if any.
+    """
+
+    def __init__(self, message: str, problem: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.problem = problem or {}
+
+    @property
+    def type(self) -> str:
+        return str(self.problem.get("type", ""))
+
+    def lines(self) -> list[str]:
+        """The message, the problem type and detail, then each subproblem (§6.7.1)."""
+        out = [str(self)]
+        if self.problem:
+            out.append(f"  {self.problem.get('type', 'about:blank')}: {self.problem.get('detail', '')}")
+        for sub in self.problem.get("subproblems", []) or []:
+            ident = sub.get("identifier") or {}
+            who = f"{ident.get('type', '?')}:{ident.get('value', '?')}" if ident else "-"
+            out.append(f"    {who}: {sub.get('type', '')}: {sub.get('detail', '')}")
+        return out

@@ -1,0 +1,76 @@
+"""PKCS#12 (.pfx) bundles for Windows and IIS: the key, the leaf and its chain in one file.
+
+Windows Server 2019 / Windows 10 1709 and later read AES-256 with a SHA-256 MAC. Windows
+Server 2016 and older fail on it with "the password you entered is incorrect"; they need
+the legacy 3DES-SHA1 encryption with a SHA-1 MAC.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import PrivateFormat, pkcs12
+
+from .errors import UsageError
+from .keys import PrivateKey
+
+# PBKDF2 / MAC iterations. OpenSSL 3 uses 2048; more makes guessing costlier, and Windows
+# imports either quickly.
+MODERN_ROUNDS = 20000
+LEGACY_ROUNDS = 2048
+
+
+def pfx_bytes(key: PrivateKey, cert: x509.Certificate, chain: list[x509.Certificate], password: bytes,
+              *, legacy: bool, friendly_name: str) -> bytes:
+    """The encrypted PKCS#12 file (RFC 7292) holding key, leaf and intermediates."""
+    builder = PrivateFormat.PKCS12.encryption_builder()
+    if legacy:
+        builder = (builder.kdf_rounds(LEGACY_ROUNDS)
+                   .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC).hmac_hash(hashes.SHA1()))
+    else:
+        builder = (builder.kdf_rounds(MODERN_ROUNDS)
+                   .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC).hmac_hash(hashes.SHA256()))
+    return pkcs12.serialize_key_and_certificates(
+        friendly_name.encode("utf-8"), key, cert, chain or None, builder.build(password)
+    )
+
+
+def read_password(password_file: str | None, password_env: str | None) -> bytes:
+    """The export password from a file's first line, an environment variable, or asked twice.
+
+    Never from the command line itself: other users can read a process's arguments.
+    """
+    if password_file:
+        try:
+            lines = Path(password_file).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise UsageError(f"cannot read password file {password_file}: {exc.strerror}") from None
+        password = lines[0] if lines else ""
+        source = f"the first line of {password_file}"
+    elif password_env:
+        password = os.environ.get(password_env, "")
+        source = f"${password_env}"
+    else:
+        password = getpass.getpass("Password for the .pfx: ")
+        if getpass.getpass("Same password again: ") != password:
+            raise UsageError("the two passwords differ; run again")
+        source = "the prompt"
+    if not password:
+        raise UsageError(f"the password from {source} is empty; Windows needs one to protect the key")
+    return password.encode("utf-8")
+
+
+def powershell_commands(pfx_name: str, cert: x509.Certificate, host: str, site: str) -> list[str]:
+    """What to type on the Windows server to import the .pfx and bind it in IIS (SNI, port 443)."""
+    thumbprint = cert.fingerprint(hashes.SHA1()).hex().upper()  # how Windows names certificates
+    return [
+        f'Import-PfxCertificate -FilePath .\\{pfx_name} -CertStoreLocation Cert:\\LocalMachine\\My '
+        '-Password (Read-Host -AsSecureString -Prompt "PFX password")',
+        "Import-Module WebAdministration",
+        f'New-WebBinding -Name "{site}" -Protocol https -Port 443 -HostHeader "{host}" -SslFlags 1',
+        f'(Get-WebBinding -Name "{site}" -Protocol https -HostHeader "{host}").AddSslCertificate("{thumbprint}", "My")',
+    ]

@@ -1,0 +1,75 @@
+"""Which ACME server to talk to, and which CAs to trust for its TLS."""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import UsageError
+
+STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+PRODUCTION = "https://acme-v02.api.letsencrypt.org/directory"
+SERVER_NAMES = ("pebble", "staging", "production")
+DEFAULT_SERVER = "staging"
+
+# The local test CA (tools/local_ca.py) writes its directory URL and TLS bundle here.
+LOCAL_CA_DIR_ENV = "ACME_LOCAL_CA_DIR"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def local_ca_dir() -> Path:
+    return Path(os.environ.get(LOCAL_CA_DIR_ENV) or PROJECT_ROOT / ".local-ca")
+
+
+def local_ca_state() -> dict[str, str]:
+    """What the running local test CA published: directory URL, TLS bundle, management URLs."""
+    path = local_ca_dir() / "state.json"
+    if not path.exists():
+        raise UsageError(f"the local test CA is not set up ({path} is missing): run python tools/local_ca.py start")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def resolve_server(server: str) -> tuple[str, str | None]:
+    """A directory URL and the CA bundle it needs, from 'pebble', 'staging', 'production' or a URL."""
+    if server == "pebble":
+        state = local_ca_state()
+        return state["directory_url"], state["ca_bundle"]
+    if server == "staging":
+        return STAGING, None
+    if server == "production":
+        return PRODUCTION, None
+    if server.startswith("https://"):
+        return server, None
+    raise UsageError(f"unknown server {server!r}: use pebble, staging, production or an https:// directory URL")
+
+
+def tls_verify(extra_bundle: str | None) -> str | bool:
+    """What to pass as requests' ``verify``: the usual roots, plus ``extra_bundle`` when given.
+
+    requests takes one bundle file, so the extra CA is appended to a copy of the default one
+    (REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE if set, else certifi's) that lives as long as the step.
+    """
+    if not extra_bundle:
+        return True
+    extra = Path(extra_bundle)
+    try:
+        extra_pem = extra.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read CA bundle {extra}: {exc.strerror}") from None
+    if b"-----BEGIN CERTIFICATE-----" not in extra_pem:
+        raise UsageError(f"{extra} holds no PEM certificate: --ca-bundle wants the CA certificate(s) in PEM")
+    import certifi  # requests' own dependency
+
+    base = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
+    try:
+        base_pem = Path(base).read_bytes()
+    except OSError:
+        base_pem = b""
+    fd, combined = tempfile.mkstemp(prefix="acme-ca-", suffix=".pem")
+    with os.fdopen(fd, "wb") as f:
+        f.write(base_pem + b"\n" + extra_pem)
+    atexit.register(lambda: os.path.exists(combined) and os.unlink(combined))
+    return combined
