@@ -1,0 +1,143 @@
+"""Fixtures that run the real thing: Pebble CAs started by tools/local_ca.py, and the steps as subprocesses.
+
+Each Pebble configuration the tests need (default nonce rejection, 90% nonce rejection,
+100% authorization reuse) is its own instance on its own ports, started once per session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL_CA = ROOT / "tools" / "local_ca.py"
+STEPS = {
+    1: "01_create_account_key.py",
+    2: "02_create_cert_key.py",
+    3: "03_create_csr.py",
+    4: "04_new_account.py",
+    5: "05_new_order.py",
+    6: "06_dns_challenge.py",
+    7: "07_finalize.py",
+    8: "08_get_certificate.py",
+    9: "09_export_pkcs12.py",
+}
+
+
+@dataclass
+class LocalCA:
+    """One running Pebble + challtestsrv pair, and how to run the steps against it."""
+
+    state_dir: Path
+    ports: dict[str, int]
+    env: dict[str, str] = field(default_factory=dict)
+
+    def start(self) -> None:
+        args = [f"--{name.replace('_', '-')}={port}" for name, port in self.ports.items()]
+        subprocess.run([sys.executable, str(LOCAL_CA), "start", "--state-dir", str(self.state_dir), *args],
+                       env={**os.environ, **self.env}, check=True)
+
+    def stop(self) -> None:
+        subprocess.run([sys.executable, str(LOCAL_CA), "stop", "--state-dir", str(self.state_dir)], check=False)
+
+    @property
+    def state(self) -> dict:
+        return json.loads((self.state_dir / "state.json").read_text())
+
+    def step_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ACME_")}
+        return {**env, "ACME_LOCAL_CA_DIR": str(self.state_dir), "PYTHONUTF8": "1", **(extra or {})}
+
+    def run(self, step: int, work: Path, *args: str, env: dict[str, str] | None = None,
+            input: str | None = None) -> subprocess.CompletedProcess:
+        """Run one numbered step as a user would; returns the finished process (never raises)."""
+        command = [sys.executable, str(ROOT / STEPS[step]), "--dir", str(work), *args]
+        return subprocess.run(command, capture_output=True, text=True, env=self.step_env(env), input=input,
+                              timeout=240, cwd=work.parent)
+
+    def ok(self, step: int, work: Path, *args: str, **kw) -> subprocess.CompletedProcess:
+        result = self.run(step, work, *args, **kw)
+        assert result.returncode == 0, f"{STEPS[step]} {args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        assert "Traceback" not in result.stderr
+        return result
+
+    def challtestsrv(self, path: str, body: dict) -> None:
+        requests.post(self.state["challtestsrv_url"] + path, json=body, timeout=5).raise_for_status()
+
+    def management(self, path: str) -> requests.Response:
+        resp = requests.get(self.state["management_url"] + path, verify=self.state["ca_bundle"], timeout=5)
+        resp.raise_for_status()
+        return resp
+
+    def issue(self, work: Path, names: list[str], *, v: bool = False, key_type: str = "ec256",
+              env: dict[str, str] | None = None) -> list[subprocess.CompletedProcess]:
+        """Steps 01 to 08 for ``names``; returns each step's finished process."""
+        verbose = ["-v"] if v else []
+        domains = [a for n in names for a in ("-d", n)]
+        runs = [
+            self.ok(1, work, "--key-type", key_type, *verbose),
+            self.ok(2, work, *verbose),
+            self.ok(3, work, *domains, *verbose),
+            self.ok(4, work, "--server", "pebble", "--agree-tos", "--email", "test@example.com", *verbose, env=env),
+        ]
+        runs += self.order(work, v=v, env=env)
+        return runs
+
+    def order(self, work: Path, *, v: bool = False, env: dict[str, str] | None = None
+              ) -> list[subprocess.CompletedProcess]:
+        """Steps 05 to 08 on an existing account and CSR."""
+        verbose = ["-v"] if v else []
+        return [
+            self.ok(5, work, *verbose, env=env),
+            self.ok(6, work, "--provider", "challtestsrv", "--challtestsrv-url", self.state["challtestsrv_url"],
+                    *verbose, env=env),
+            self.ok(7, work, *verbose, env=env),
+            self.ok(8, work, *verbose, env=env),
+        ]
+
+
+def _ca(tmp_path_factory: pytest.TempPathFactory, name: str, base: int, env: dict[str, str]):
+    ca = LocalCA(
+        tmp_path_factory.mktemp(f"ca-{name}"),
+        {"acme_port": 14000 + base, "management_port": 15000 + base,
+         "dns_port": 8000 + base + 53, "challtestsrv_port": 8000 + base + 55},
+        env,
+    )
+    ca.start()
+    return ca
+
+
+@pytest.fixture(scope="session")
+def ca(tmp_path_factory):
+    """Pebble as Let's Encrypt ships it for client tests: 5% of good nonces rejected, authz reuse 50%."""
+    ca = _ca(tmp_path_factory, "default", 100, {})
+    yield ca
+    ca.stop()
+
+
+@pytest.fixture(scope="session")
+def ca_nonce90(tmp_path_factory):
+    """Pebble rejecting 90% of good nonces: only a client that retries badNonce gets through."""
+    ca = _ca(tmp_path_factory, "nonce90", 200, {"PEBBLE_WFE_NONCEREJECT": "90"})
+    yield ca
+    ca.stop()
+
+
+@pytest.fixture(scope="session")
+def ca_reuse(tmp_path_factory):
+    """Pebble reusing every valid authorization, as Let's Encrypt does for 30 days."""
+    ca = _ca(tmp_path_factory, "reuse", 300, {"PEBBLE_AUTHZREUSE": "100", "PEBBLE_WFE_NONCEREJECT": "0"})
+    yield ca
+    ca.stop()
+
+
+@pytest.fixture
+def work(tmp_path):
+    return tmp_path / "acme-work"
