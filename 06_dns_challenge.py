@@ -47,12 +47,14 @@ def main(args):
         try:
             provider.publish(records)
             provider.wait_until_visible(records, timeout=args.timeout)
+            first_wait = args.first_wait
             for label, challenge, record in todo:
-                rfc8555.answer_challenge(client, challenge["url"])
+                resp = rfc8555.answer_challenge(client, challenge["url"])
+                first_wait = max(first_wait, resp.retry_after or 0)
                 log.info("Answered dns-01 for %s (%s TXT %s)", label, record.name, record.value)
             log.info("Waiting for the CA to validate...")
             order = rfc8555.wait_for_order(client, saved["url"], ("pending",), timeout=args.timeout,
-                                           first_wait=args.first_wait)
+                                           first_wait=first_wait)
         finally:
             _remove_records(provider, records)
     elif order.get("status") == "pending":
@@ -83,8 +85,9 @@ if __name__ == "__main__":
                    help="; ".join(f"{name}: {cls.help}" for name, cls in sorted(PROVIDERS.items())))
     p.add_argument("--timeout", type=float, default=300, metavar="SECONDS",
                    help="give up waiting for DNS and validation after this long (default: %(default)s)")
-    p.add_argument("--first-wait", type=float, default=1.0, metavar="SECONDS",
-                   help="pause before the first order poll, so one poll usually suffices (default: %(default)s)")
+    p.add_argument("--first-wait", type=float, default=0.5, metavar="SECONDS",
+                   help="pause before the first order poll, or the challenges' Retry-After if longer "
+                        "(default: %(default)s)")
     for provider_class in PROVIDERS.values():
         provider_class.add_arguments(p)
     cli.run(main, p)

@@ -27,7 +27,7 @@ def main(args):
     order = resp.body
     if order.get("status") == "processing":
         order = rfc8555.wait_for_order(client, saved["url"], ("processing",), timeout=args.timeout,
-                                       first_wait=resp.retry_after or args.first_wait)
+                                       first_wait=args.first_wait if resp.retry_after is None else resp.retry_after)
     work.write_json(state.ORDER, {**saved, "order": order})
     if order.get("status") != "valid":
         raise AcmeError(f"the order is {order.get('status')}, not valid", order.get("error"))
@@ -38,6 +38,6 @@ if __name__ == "__main__":
     p = cli.parser(__doc__, network=True)
     p.add_argument("--timeout", type=float, default=300, metavar="SECONDS",
                    help="give up waiting for issuance after this long (default: %(default)s)")
-    p.add_argument("--first-wait", type=float, default=1.0, metavar="SECONDS",
+    p.add_argument("--first-wait", type=float, default=0.5, metavar="SECONDS",
                    help="pause before the first poll when the CA sends no Retry-After (default: %(default)s)")
     cli.run(main, p)

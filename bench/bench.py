@@ -310,7 +310,15 @@ def report(results: dict[int, list[FlowResult]], startup: dict[str, float], star
     print("Reference: " + CERTBOT_REFERENCE)
 
 
+def code_version() -> str:
+    """The commit the steps run from, and whether the work tree differs from it."""
+    git = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty=+uncommitted changes"],
+                         capture_output=True, text=True)
+    return git.stdout.strip() or "unknown (not a git checkout)"
+
+
 def benchmark(args: argparse.Namespace, scratch: Path) -> int:
+    print(f"Code: {code_version()}; Python {sys.version.split()[0]} ({sys.executable})")
     ports = pick_ports()
     state_dir = scratch / "ca"
     print(f"Starting Pebble in {state_dir} on ports {ports} ...", flush=True)

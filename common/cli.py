@@ -38,7 +38,10 @@ def parser(doc: str | None, *, network: bool = False) -> argparse.ArgumentParser
 
 def add_server_options(p: argparse.ArgumentParser, *, default: str | None) -> None:
     """--server and --ca-bundle. Steps after 04 default to what 04 recorded in account.json."""
-    recorded = " (default: the server recorded by 04_new_account.py)" if default is None else f" (default: $ACME_SERVER or {default})"
+    if default is None:
+        recorded = " (default: the server recorded by 04_new_account.py)"
+    else:
+        recorded = f" (default: $ACME_SERVER or {default})"
     p.add_argument("--server", default=default, metavar="NAME|URL",
                    help=f"pebble, staging, production or a directory URL{recorded}")
     p.add_argument("--ca-bundle", default=os.environ.get("ACME_CA_BUNDLE"), metavar="FILE",
@@ -76,13 +79,14 @@ def connect(args: argparse.Namespace, work: state.WorkDir, *, account: dict | No
     recorded = account or {}
     server = args.server or recorded.get("directory_url") or os.environ.get("ACME_SERVER") or servers.DEFAULT_SERVER
     directory_url, bundle = servers.resolve_server(server)
-    bundle = args.ca_bundle or bundle or (recorded.get("ca_bundle") if directory_url == recorded.get("directory_url") else None)
+    same_server = directory_url == recorded.get("directory_url")
+    bundle = args.ca_bundle or bundle or (recorded.get("ca_bundle") if same_server else None)
     key = work.read_key(state.ACCOUNT_KEY)
     client = Client(
         directory_url,
         verify=servers.tls_verify(bundle),
         key=key,
-        kid=recorded.get("account_url") if directory_url == recorded.get("directory_url") else None,
+        kid=recorded.get("account_url") if same_server else None,
         store=state.SessionCache(work, directory_url),
     )
     client.ca_bundle = bundle  # recorded by step 04 so later steps trust the same CA
@@ -94,7 +98,8 @@ def connect_account(args: argparse.Namespace, work: state.WorkDir) -> Client:
     account = work.read_json(state.ACCOUNT)
     client = connect(args, work, account=account)
     if not client.kid:
-        raise UsageError(f"account.json is for {account.get('directory_url')}, not {client.directory_url}: run 04_new_account.py for this server")
+        raise UsageError(f"account.json is for {account.get('directory_url')}, not {client.directory_url}: "
+                         "run 04_new_account.py for this server")
     return client
 
 

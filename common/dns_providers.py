@@ -35,6 +35,7 @@ class DnsProvider(ABC):
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         """Add this provider's own options (credentials, endpoints) to the step's parser."""
+        return None
 
     @classmethod
     @abstractmethod
@@ -55,6 +56,7 @@ class DnsProvider(ABC):
         Providers whose changes are visible at once keep this default; providers behind
         authoritative servers that update lazily override it to query those servers.
         """
+        return None
 
 
 PROVIDERS: dict[str, type[DnsProvider]] = {}
@@ -89,7 +91,8 @@ class ChalltestsrvProvider(DnsProvider):
         try:
             resp = requests.post(url, json=body, timeout=10)
         except requests.RequestException as exc:
-            raise AcmeError(f"cannot reach challtestsrv at {url}: {type(exc).__name__}; is the local test CA running?") from None
+            raise AcmeError(f"cannot reach challtestsrv at {url} ({type(exc).__name__}): "
+                            "is the local test CA running?") from None
         if resp.status_code != 200:
             raise AcmeError(f"challtestsrv refused {path}: HTTP {resp.status_code} {resp.text.strip()}")
 

@@ -6,10 +6,12 @@ nonce, and each response hands over the next one in ``Replay-Nonce`` (§6.5).
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -82,14 +84,14 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if re.fullmatch(r"[0-9]+", value):  # not str.isdigit(): that accepts '²', which float() refuses
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError):
         return None
-    if when is None:
-        return None
+    if when.tzinfo is None:  # the asctime form has no zone, and HTTP dates are always GMT
+        when = when.replace(tzinfo=datetime.timezone.utc)
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
@@ -195,13 +197,17 @@ class Client:
             status = resp.body.get("status") if isinstance(resp.body, dict) else None
             if status not in waiting:
                 return resp
-            wait = max(MIN_POLL_INTERVAL, resp.retry_after if resp.retry_after is not None else DEFAULT_POLL_INTERVAL)
+            asked = resp.retry_after
+            wait = max(MIN_POLL_INTERVAL, DEFAULT_POLL_INTERVAL if asked is None else asked)
             if time.monotonic() + wait > deadline:
-                raise AcmeError(f"gave up after {timeout:.0f} s: {url} is still {status!r} (raise --timeout to wait longer)")
+                raise AcmeError(f"gave up after {timeout:.0f} s: {url} is still {status!r}; "
+                                "raise --timeout to wait longer")
 
     # -- the wire ---------------------------------------------------------------------------
 
-    def _send(self, method: str, url: str, *, body: dict[str, str] | None = None, accept: str | None = None) -> Response:
+    def _send(
+        self, method: str, url: str, *, body: dict[str, str] | None = None, accept: str | None = None
+    ) -> Response:
         headers = {"Content-Type": JOSE_JSON} if body is not None else {}
         if accept:
             headers["Accept"] = accept
@@ -214,7 +220,8 @@ class Client:
                 headers=headers, verify=self.verify, timeout=HTTP_TIMEOUT,
             )
         except requests.exceptions.SSLError as exc:
-            raise AcmeError(f"TLS verification failed for {url}: {_reason(exc)}; trust the server's CA with --ca-bundle FILE") from None
+            raise AcmeError(f"TLS verification failed for {url}: {_reason(exc)}; "
+                            "trust the server's CA with --ca-bundle FILE") from None
         except requests.exceptions.RequestException as exc:
             raise AcmeError(f"cannot reach {url}: {_reason(exc)}") from None
         self.requests_sent += 1

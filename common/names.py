@@ -17,7 +17,10 @@ def normalize_name(raw: str) -> str:
     IDNs become A-labels (IDNA 2008 with UTS #46 mapping, as browsers do), so
     ``bücher.example`` is ``xn--bcher-kva.example``.
     """
-    name = raw.strip().rstrip(".").lower()
+    name = raw.strip().lower()
+    name = name[:-1] if name.endswith(".") else name  # one trailing dot: the DNS root
+    if not name:
+        raise UsageError("an empty name was given: pass -d NAME with a domain such as example.com")
     wildcard = name.startswith("*.")
     base = name[2:] if wildcard else name
     if not base or "*" in base:

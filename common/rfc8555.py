@@ -47,9 +47,12 @@ def get_authorization(client: Client, url: str) -> dict[str, Any]:
     return client.post_as_get(url).body
 
 
-def answer_challenge(client: Client, url: str) -> dict[str, Any]:
-    """Tell the CA the challenge is ready to be checked: POST ``{}`` to it (§7.5.1)."""
-    return client.post(url, {}).body
+def answer_challenge(client: Client, url: str) -> Response:
+    """Tell the CA the challenge is ready to be checked: POST ``{}`` to it (§7.5.1).
+
+    The response may carry a Retry-After saying when the result is worth asking for.
+    """
+    return client.post(url, {})
 
 
 def wait_for_order(

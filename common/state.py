@@ -105,7 +105,8 @@ class WorkDir:
         try:
             return json.loads(self.read_bytes(name))
         except json.JSONDecodeError as exc:
-            raise UsageError(f"{self.path(name)} is not valid JSON ({exc}); run {MADE_BY.get(name, 'its step')} again") from None
+            step = MADE_BY.get(name, "its step")
+            raise UsageError(f"{self.path(name)} is not valid JSON ({exc}); run {step} again") from None
 
     def write_json(self, name: str, value: dict[str, Any]) -> Path:
         return self.write_bytes(name, (json.dumps(value, indent=2) + "\n").encode("utf-8"))

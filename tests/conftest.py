@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -64,7 +65,7 @@ class LocalCA:
 
     def ok(self, step: int, work: Path, *args: str, **kw) -> subprocess.CompletedProcess:
         result = self.run(step, work, *args, **kw)
-        assert result.returncode == 0, f"{STEPS[step]} {args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        assert result.returncode == 0, f"{STEPS[step]} {args} failed:\n{result.stdout}\n{result.stderr}"
         assert "Traceback" not in result.stderr
         return result
 
@@ -103,13 +104,16 @@ class LocalCA:
         ]
 
 
-def _ca(tmp_path_factory: pytest.TempPathFactory, name: str, base: int, env: dict[str, str]):
-    ca = LocalCA(
-        tmp_path_factory.mktemp(f"ca-{name}"),
-        {"acme_port": 14000 + base, "management_port": 15000 + base,
-         "dns_port": 8000 + base + 53, "challtestsrv_port": 8000 + base + 55},
-        env,
-    )
+def _free_port() -> int:
+    """A port nothing listens on now, so parallel test runs and a running demo never collide."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _ca(tmp_path_factory: pytest.TempPathFactory, name: str, env: dict[str, str]) -> LocalCA:
+    ports = {p: _free_port() for p in ("acme_port", "management_port", "dns_port", "challtestsrv_port")}
+    ca = LocalCA(tmp_path_factory.mktemp(f"ca-{name}"), ports, env)
     ca.start()
     return ca
 
@@ -117,7 +121,7 @@ def _ca(tmp_path_factory: pytest.TempPathFactory, name: str, base: int, env: dic
 @pytest.fixture(scope="session")
 def ca(tmp_path_factory):
     """Pebble as Let's Encrypt ships it for client tests: 5% of good nonces rejected, authz reuse 50%."""
-    ca = _ca(tmp_path_factory, "default", 100, {})
+    ca = _ca(tmp_path_factory, "default", {})
     yield ca
     ca.stop()
 
@@ -125,7 +129,7 @@ def ca(tmp_path_factory):
 @pytest.fixture(scope="session")
 def ca_nonce90(tmp_path_factory):
     """Pebble rejecting 90% of good nonces: only a client that retries badNonce gets through."""
-    ca = _ca(tmp_path_factory, "nonce90", 200, {"PEBBLE_WFE_NONCEREJECT": "90"})
+    ca = _ca(tmp_path_factory, "nonce90", {"PEBBLE_WFE_NONCEREJECT": "90"})
     yield ca
     ca.stop()
 
@@ -133,7 +137,7 @@ def ca_nonce90(tmp_path_factory):
 @pytest.fixture(scope="session")
 def ca_reuse(tmp_path_factory):
     """Pebble reusing every valid authorization, as Let's Encrypt does for 30 days."""
-    ca = _ca(tmp_path_factory, "reuse", 300, {"PEBBLE_AUTHZREUSE": "100", "PEBBLE_WFE_NONCEREJECT": "0"})
+    ca = _ca(tmp_path_factory, "reuse", {"PEBBLE_AUTHZREUSE": "100", "PEBBLE_WFE_NONCEREJECT": "0"})
     yield ca
     ca.stop()
 

@@ -158,7 +158,9 @@ def _cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer_key: ec.Elliptic
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
     )
     if ca:
-        builder = builder.add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), True)
+        usage = x509.KeyUsage(False, False, False, False, False, key_cert_sign=True, crl_sign=True,
+                              encipher_only=False, decipher_only=False)
+        builder = builder.add_extension(usage, critical=True)
     else:
         san = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
                x509.IPAddress(ipaddress.ip_address("::1"))]
@@ -302,12 +304,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("action", choices=("start", "stop", "status"))
     p.add_argument("--state-dir", type=Path, default=local_ca_dir(),
-                   help="where the config, certificates, logs and state.json live (default: $ACME_LOCAL_CA_DIR or .local-ca)")
+                   help="config, certificates, logs and state.json (default: $ACME_LOCAL_CA_DIR or .local-ca)")
     p.add_argument("--acme-port", type=int, default=14000)
     p.add_argument("--management-port", type=int, default=15000)
     p.add_argument("--dns-port", type=int, default=8053)
     p.add_argument("--challtestsrv-port", type=int, default=8055)
-    p.add_argument("--retry-after", type=int, default=1, help="Retry-After seconds Pebble sends on orders and authorizations")
+    p.add_argument("--retry-after", type=int, default=1,
+                   help="Retry-After seconds Pebble sends on orders and authorizations (default: %(default)s)")
     args = p.parse_args()
     args.state_dir = args.state_dir.resolve()
     try:

@@ -1,0 +1,340 @@
+"""Small offline units: Retry-After parsing, domain names, contacts and the work directory."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import json
+import os
+import stat
+import sys
+import time
+
+import pytest
+
+from common import state
+from common.errors import UsageError
+from common.http import retry_after_seconds
+from common.keys import generate_key, key_to_pem, same_public_key
+from common.names import contact_uri, normalize_name, normalize_names
+
+POSIX = sys.platform != "win32"
+NOW = dt.datetime(2025, 3, 14, 15, 9, 26, tzinfo=dt.timezone.utc)
+
+
+# --- common.http.retry_after_seconds -------------------------------------------------------
+
+
+@pytest.mark.parametrize(("header", "seconds"), [("120", 120.0), (" 3 ", 3.0), ("0", 0.0)])
+def test_retry_after_delta_seconds(header, seconds):
+    assert retry_after_seconds(header) == seconds
+
+
+def test_retry_after_http_date_in_future():
+    header = email.utils.format_datetime(NOW + dt.timedelta(seconds=7), usegmt=True)
+    assert header.endswith(" GMT")
+    assert retry_after_seconds(header, now=NOW.timestamp()) == pytest.approx(7.0)
+
+
+def test_retry_after_rfc850_date():
+    # The obsolete RFC 850 form that RFC 9110 §5.6.7 still requires recipients to accept.
+    header = (NOW + dt.timedelta(seconds=30)).strftime("%A, %d-%b-%y %H:%M:%S GMT")
+    assert retry_after_seconds(header, now=NOW.timestamp()) == pytest.approx(30.0)
+
+
+def test_retry_after_http_date_in_past_is_zero():
+    header = email.utils.format_datetime(NOW - dt.timedelta(hours=1), usegmt=True)
+    assert retry_after_seconds(header, now=NOW.timestamp()) == 0.0
+
+
+def test_retry_after_http_date_uses_clock_without_now():
+    header = email.utils.format_datetime(dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=100), usegmt=True)
+    assert 90.0 <= retry_after_seconds(header) <= 100.0
+
+
+@pytest.mark.parametrize("header", ["soon", "-5", "1.5", "12 s", "Mon, 99 Foo 2025 nonsense", ""])
+def test_retry_after_garbage_is_none(header):
+    assert retry_after_seconds(header, now=NOW.timestamp()) is None
+
+
+def test_retry_after_none_is_none():
+    assert retry_after_seconds(None) is None
+
+
+def test_retry_after_non_ascii_digit_is_none():
+    # requests decodes header values as Latin-1, so a byte 0xB2 arrives as "²". str.isdigit()
+    # accepts it but float() does not: expected None (garbage), not an uncaught ValueError.
+    assert retry_after_seconds("\u00b2", now=NOW.timestamp()) is None
+
+
+@pytest.fixture
+def non_utc_local_time(monkeypatch):
+    """Run with the process's local time zone five hours west of UTC."""
+    if not hasattr(time, "tzset"):
+        pytest.skip("time.tzset is POSIX-only")
+    monkeypatch.setenv("TZ", "EST+5")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_retry_after_asctime_date_is_gmt(non_utc_local_time):
+    # RFC 9110 §5.6.7: the asctime form ("Sun Nov  6 08:49:37 1994") carries no zone but is GMT,
+    # and recipients must accept it. It must not be read in the machine's local time zone.
+    when = NOW + dt.timedelta(seconds=60)
+    header = when.strftime("%a %b ") + f"{when.day:>2}" + when.strftime(" %H:%M:%S %Y")
+    assert retry_after_seconds(header, now=NOW.timestamp()) == pytest.approx(60.0)
+
+
+# --- common.names ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Example.COM", "example.com"),
+        ("www.example.com.", "www.example.com"),
+        ("  example.org  ", "example.org"),
+        ("bücher.example", "xn--bcher-kva.example"),
+        ("BÜCHER.example", "xn--bcher-kva.example"),
+        ("xn--bcher-kva.example", "xn--bcher-kva.example"),
+        ("*.Example.COM", "*.example.com"),
+        ("*.bücher.example", "*.xn--bcher-kva.example"),
+        ("a-b.example", "a-b.example"),
+        ("a" * 63 + ".example", "a" * 63 + ".example"),
+    ],
+)
+def test_normalize_name(raw, expected):
+    assert normalize_name(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "a..b",
+        "-a.example",
+        "a-.example",
+        "foo*.example.com",
+        "*.*.example.com",
+        "www.*.example.com",
+        "*",
+        "example",
+        "a" * 64 + ".example",
+        "",
+        "   ",
+        "ex ample.com",
+        "under_score.example",
+        ".example.com",
+        "example.com..",
+    ],
+)
+def test_normalize_name_rejects(raw):
+    with pytest.raises(UsageError):
+        normalize_name(raw)
+
+
+def test_empty_name_error_says_what_to_do():
+    with pytest.raises(UsageError, match="empty name"):
+        normalize_name(" ")
+
+
+def test_normalize_name_rejects_overlong_name():
+    name = ".".join(["a" * 63] * 4) + ".example"  # 263 characters
+    with pytest.raises(UsageError):
+        normalize_name(name)
+
+
+def test_normalize_names_dedupes_keeping_order():
+    raw = ["b.example", "A.example", "a.example.", "bücher.example", "b.example", "xn--bcher-kva.example"]
+    assert normalize_names(raw) == ["b.example", "a.example", "xn--bcher-kva.example"]
+
+
+def test_normalize_names_wildcard_and_base_are_distinct():
+    assert normalize_names(["*.example.com", "example.com"]) == ["*.example.com", "example.com"]
+
+
+def test_normalize_names_empty_list():
+    with pytest.raises(UsageError):
+        normalize_names([])
+
+
+def test_normalize_names_propagates_invalid():
+    with pytest.raises(UsageError):
+        normalize_names(["example.com", "a..b"])
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("admin@example.com", "mailto:admin@example.com"),
+        ("  admin@example.com ", "mailto:admin@example.com"),
+        ("mailto:admin@example.com", "mailto:admin@example.com"),
+        ("first.last+tag@sub.example.org", "mailto:first.last+tag@sub.example.org"),
+    ],
+)
+def test_contact_uri(raw, expected):
+    assert contact_uri(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["", "admin", "admin@example", "@example.com", "a@b@example.com", "a b@example.com",
+     "a@example.com,b@example.com", "mailto:"],
+)
+def test_contact_uri_rejects(raw):
+    with pytest.raises(UsageError):
+        contact_uri(raw)
+
+
+# --- common.state ---------------------------------------------------------------------------
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def _temp_files(directory) -> list[str]:
+    return [p.name for p in directory.iterdir() if p.name.endswith(".tmp") or p.name.startswith(".")]
+
+
+@pytest.fixture(scope="module")
+def keys():
+    return generate_key("ec256"), generate_key("ec256")
+
+
+def test_write_key_new_file(tmp_path, keys):
+    work = state.WorkDir(tmp_path / "acme-work")
+    assert work.write_key(state.ACCOUNT_KEY, keys[0], force=False) is False
+    assert work.path(state.ACCOUNT_KEY).read_bytes() == key_to_pem(keys[0])
+    assert same_public_key(work.read_key(state.ACCOUNT_KEY), keys[0])
+
+
+def test_write_key_refuses_to_replace_without_force(tmp_path, keys):
+    work = state.WorkDir(tmp_path)
+    work.write_key(state.ACCOUNT_KEY, keys[0], force=False)
+    with pytest.raises(UsageError):
+        work.write_key(state.ACCOUNT_KEY, keys[1], force=False)
+    assert work.path(state.ACCOUNT_KEY).read_bytes() == key_to_pem(keys[0])
+    assert _temp_files(tmp_path) == []
+
+
+def test_write_key_replaces_with_force(tmp_path, keys):
+    work = state.WorkDir(tmp_path)
+    work.write_key(state.CERT_KEY, keys[0], force=False)
+    assert work.write_key(state.CERT_KEY, keys[1], force=True) is True
+    assert work.path(state.CERT_KEY).read_bytes() == key_to_pem(keys[1])
+    assert same_public_key(work.read_key(state.CERT_KEY), keys[1])
+    assert _temp_files(tmp_path) == []
+
+
+@pytest.mark.skipif(not POSIX, reason="POSIX file modes")
+def test_key_files_are_private(tmp_path, keys):
+    work = state.WorkDir(tmp_path)
+    work.write_key(state.ACCOUNT_KEY, keys[0], force=False)
+    assert _mode(work.path(state.ACCOUNT_KEY)) == 0o600
+    os.chmod(work.path(state.ACCOUNT_KEY), 0o644)  # a replaced key must not inherit a wider mode
+    work.write_key(state.ACCOUNT_KEY, keys[1], force=True)
+    assert _mode(work.path(state.ACCOUNT_KEY)) == 0o600
+
+
+@pytest.mark.skipif(not POSIX, reason="POSIX file modes")
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o000])
+def test_file_modes_independent_of_umask(tmp_path, keys, umask):
+    old = os.umask(umask)
+    try:
+        work = state.WorkDir(tmp_path)
+        work.write_key(state.CERT_KEY, keys[0], force=False)
+        work.write_json(state.ORDER, {"status": "pending"})
+        work.write_bytes(state.CERT, b"-----BEGIN CERTIFICATE-----\n")
+        work.write_bytes("secret.bin", b"x", private=True)
+    finally:
+        os.umask(old)
+    assert _mode(work.path(state.CERT_KEY)) == 0o600
+    assert _mode(work.path("secret.bin")) == 0o600
+    assert _mode(work.path(state.ORDER)) == 0o644
+    assert _mode(work.path(state.CERT)) == 0o644
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path):
+    target = tmp_path / "sub" / "file.json"
+    state.atomic_write(target, b"one")
+    state.atomic_write(target, b"two")
+    state.atomic_write(tmp_path / "sub" / "new.pem", b"new", replace=False)
+    with pytest.raises(UsageError):
+        state.atomic_write(target, b"three", replace=False)
+    assert target.read_bytes() == b"two"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["file.json", "new.pem"]
+
+
+def test_atomic_write_cleans_up_when_replace_fails(tmp_path, monkeypatch):
+    target = tmp_path / "file.json"
+    target.write_bytes(b"old")
+
+    def broken_replace(src, dst):
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(state.os, "replace", broken_replace)
+    with pytest.raises(OSError):
+        state.atomic_write(target, b"new")
+    monkeypatch.undo()
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["file.json"]
+
+
+def test_write_bytes_no_replace_refuses(tmp_path):
+    work = state.WorkDir(tmp_path)
+    work.write_bytes(state.CSR, b"first", replace=False)
+    with pytest.raises(UsageError):
+        work.write_bytes(state.CSR, b"second", replace=False)
+    assert work.read_bytes(state.CSR) == b"first"
+
+
+def test_json_round_trip(tmp_path):
+    work = state.WorkDir(tmp_path)
+    work.write_json(state.ACCOUNT, {"url": "https://ca.example/acct/1", "n": [1, 2]})
+    assert work.read_json(state.ACCOUNT) == {"url": "https://ca.example/acct/1", "n": [1, 2]}
+    assert json.loads(work.path(state.ACCOUNT).read_text()) == {"url": "https://ca.example/acct/1", "n": [1, 2]}
+
+
+@pytest.mark.parametrize(
+    ("name", "reader", "step"),
+    [
+        ("order.json", "read_json", "05_new_order.py"),
+        ("account.json", "read_json", "04_new_account.py"),
+        ("account.key", "read_key", "01_create_account_key.py"),
+        ("cert.key", "read_key", "02_create_cert_key.py"),
+        ("cert.pem", "read_bytes", "08_get_certificate.py"),
+    ],
+)
+def test_missing_file_names_the_step(tmp_path, name, reader, step):
+    work = state.WorkDir(tmp_path)
+    with pytest.raises(UsageError) as info:
+        getattr(work, reader)(name)
+    assert step in str(info.value)
+    assert name in str(info.value)
+
+
+def test_missing_csr_names_step_03(tmp_path):
+    with pytest.raises(UsageError, match="03_create_csr.py"):
+        state.WorkDir(tmp_path).read_csr()
+
+
+def test_invalid_json_names_the_step(tmp_path):
+    work = state.WorkDir(tmp_path)
+    work.path(state.ORDER).write_text("{not json")
+    with pytest.raises(UsageError, match="05_new_order.py"):
+        work.read_json(state.ORDER)
+
+
+def test_session_cache_round_trip_and_directory_change(tmp_path):
+    work = state.WorkDir(tmp_path)
+    cache = state.SessionCache(work, "https://ca.example/dir")
+    assert cache.nonce is None and cache.directory is None
+    cache.remember_directory({"newNonce": "https://ca.example/nonce"})
+    cache.remember_nonce("abc")
+    again = state.SessionCache(work, "https://ca.example/dir")
+    assert again.nonce == "abc"
+    assert again.directory == {"newNonce": "https://ca.example/nonce"}
+    other = state.SessionCache(work, "https://other.example/dir")
+    assert other.nonce is None and other.directory is None
