@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Set everything up (virtualenv, the local Pebble test CA) and run steps 01 to 09 against
-# it for a demo name. Each run uses a fresh work directory under demo-work/, so nothing
-# from an earlier run is overwritten. Stop the CA afterwards: python tools/local_ca.py stop
+# it for a demo name. Each run uses a fresh work directory under demo-work/ (or $DEMO_WORK),
+# so nothing from an earlier run is overwritten. Stop the CA afterwards: python tools/local_ca.py stop
 set -euo pipefail
 cd "$(dirname "$0")"
 . tools/bootstrap.sh requirements.txt
 python tools/local_ca.py start
 
-export ACME_DIR="demo-work/$(date +%Y%m%d-%H%M%S)"
-mkdir -p "$ACME_DIR"
+mkdir -p "${DEMO_WORK:-demo-work}"
+export ACME_DIR="$(mktemp -d "${DEMO_WORK:-demo-work}/$(date +%Y%m%d-%H%M%S)-XXXX")"
 # A random .pfx password in a 0600 file: never on a command line, never printed.
 ( umask 077 && python -c 'import secrets; print(secrets.token_urlsafe(18))' > "$ACME_DIR/pfx-password.txt" )
 

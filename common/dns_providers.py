@@ -9,13 +9,17 @@ because DNS changes are slow to propagate: one wait for n names, not n waits. To
 from __future__ import annotations
 
 import argparse
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
 import requests
 
+from . import servers
 from .errors import AcmeError, UsageError
+
+DEFAULT_CHALLTESTSRV = "http://localhost:8055"
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,14 @@ def register(cls: type[DnsProvider]) -> type[DnsProvider]:
     return cls
 
 
+def default_challtestsrv_url() -> str:
+    """The running local test CA's challtestsrv if there is one, else challtestsrv's usual port."""
+    state_file = servers.local_ca_dir() / "state.json"
+    if state_file.exists():
+        return json.loads(state_file.read_text(encoding="utf-8")).get("challtestsrv_url", DEFAULT_CHALLTESTSRV)
+    return DEFAULT_CHALLTESTSRV
+
+
 @register
 class ChalltestsrvProvider(DnsProvider):
     """Pebble's mock DNS server, for the local test CA: records go in over its HTTP API."""
@@ -79,8 +91,8 @@ class ChalltestsrvProvider(DnsProvider):
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--challtestsrv-url", default="http://localhost:8055", metavar="URL",
-                            help="challtestsrv's management API (default: %(default)s)")
+        parser.add_argument("--challtestsrv-url", default=default_challtestsrv_url(), metavar="URL",
+                            help="challtestsrv's management API (default: the local test CA's, else %(default)s)")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> DnsProvider:

@@ -305,10 +305,11 @@ def main() -> None:
     p.add_argument("action", choices=("start", "stop", "status"))
     p.add_argument("--state-dir", type=Path, default=local_ca_dir(),
                    help="config, certificates, logs and state.json (default: $ACME_LOCAL_CA_DIR or .local-ca)")
-    p.add_argument("--acme-port", type=int, default=14000)
-    p.add_argument("--management-port", type=int, default=15000)
-    p.add_argument("--dns-port", type=int, default=8053)
-    p.add_argument("--challtestsrv-port", type=int, default=8055)
+    for option, default in (("acme-port", 14000), ("management-port", 15000), ("dns-port", 8053),
+                            ("challtestsrv-port", 8055)):
+        env = "LOCAL_CA_" + option.upper().replace("-", "_")
+        p.add_argument(f"--{option}", type=int, default=int(os.environ.get(env, default)),
+                       help=f"(default: ${env} or {default})")
     p.add_argument("--retry-after", type=int, default=1,
                    help="Retry-After seconds Pebble sends on orders and authorizations (default: %(default)s)")
     args = p.parse_args()
