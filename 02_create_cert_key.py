@@ -13,19 +13,18 @@ Writes: cert.key (PEM, mode 0600). An existing key is kept unless --force.
 from common import cli, keys, state
 from common.cli import log
 
+REPLACED = "Certificates issued for the old key need it: they are unusable without it."
+
 
 def main(args):
     work = cli.work_dir(args)
     log.info("Creating %s certificate key...", args.key_type)
     key = keys.generate_key(args.key_type)
-    if work.write_key(state.CERT_KEY, key, force=args.force):
-        log.warning("warning: replaced the old cert.key; certificates issued for it need it, so they are now unusable")
-    log.info("Wrote %s (%s)", work.path(state.CERT_KEY), keys.describe_key(key))
+    cli.save_new_key(work, state.CERT_KEY, key, force=args.force, replaced_warning=REPLACED)
 
 
 if __name__ == "__main__":
     p = cli.parser(__doc__)
-    p.add_argument("--key-type", choices=keys.KEY_TYPES, default="rsa2048",
-                   help="default rsa2048, for the widest compatibility (IIS on older Windows, gateways)")
-    p.add_argument("--force", action="store_true", help="replace an existing cert.key")
+    cli.add_key_options(p, default="rsa2048", file=state.CERT_KEY,
+                        why="the widest compatibility (IIS on older Windows, cloud gateways)")
     cli.run(main, p)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
-from . import servers, state
+from . import keys, servers, state
 from .errors import AcmeError, UsageError
 from .http import Client
 
@@ -46,6 +46,19 @@ def add_server_options(p: argparse.ArgumentParser, *, default: str | None) -> No
                    help=f"pebble, staging, production or a directory URL{recorded}")
     p.add_argument("--ca-bundle", default=os.environ.get("ACME_CA_BUNDLE"), metavar="FILE",
                    help="also trust this CA for the server's TLS (default: $ACME_CA_BUNDLE)")
+
+
+def add_key_options(p: argparse.ArgumentParser, *, default: str, file: str, why: str) -> None:
+    """--key-type and --force, for the two steps that create a key."""
+    p.add_argument("--key-type", choices=keys.KEY_TYPES, default=default, help=f"default {default}: {why}")
+    p.add_argument("--force", action="store_true", help=f"replace an existing {file}")
+
+
+def save_new_key(work: state.WorkDir, name: str, key: keys.PrivateKey, *, force: bool, replaced_warning: str) -> None:
+    """Write a fresh key 0600, refusing to replace one unless ``force``, and say what losing the old one means."""
+    if work.write_key(name, key, force=force):
+        log.warning("warning: replaced the old %s. %s", name, replaced_warning)
+    log.info("Wrote %s (%s)", work.path(name), keys.describe_key(key))
 
 
 def run(main: Callable[[argparse.Namespace], None], p: argparse.ArgumentParser) -> NoReturn:

@@ -72,7 +72,7 @@ def test_wildcard_apex_and_idn(ca, work):
 
 def test_nonce_rejection_90_percent(ca_nonce90, work):
     name = unique("nonce")
-    runs = ca_nonce90.issue(work, [name], v=True)
+    runs = ca_nonce90.issue(work, [name], v=True, key_type="ec384")
     assert "badNonce" in "".join(r.stdout for r in runs), "Pebble should have rejected some nonces"
     assert_verifies(ca_nonce90, work, name)
 
