@@ -85,7 +85,7 @@ if __name__ == "__main__":
                    help="; ".join(f"{name}: {cls.help}" for name, cls in sorted(PROVIDERS.items())))
     p.add_argument("--timeout", type=float, default=300, metavar="SECONDS",
                    help="give up waiting for DNS and validation after this long (default: %(default)s)")
-    p.add_argument("--first-wait", type=float, default=0.5, metavar="SECONDS",
+    p.add_argument("--first-wait", type=float, default=0.25, metavar="SECONDS",
                    help="pause before the first order poll, or the challenges' Retry-After if longer "
                         "(default: %(default)s)")
     for provider_class in PROVIDERS.values():

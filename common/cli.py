@@ -12,11 +12,13 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from . import keys, servers, state
 from .errors import AcmeError, UsageError
-from .http import Client
+
+if TYPE_CHECKING:
+    from .http import Client
 
 log = logging.getLogger("acme")
 
@@ -94,6 +96,8 @@ def connect(args: argparse.Namespace, work: state.WorkDir, *, account: dict | No
     directory_url, bundle = servers.resolve_server(server)
     same_server = directory_url == recorded.get("directory_url")
     bundle = args.ca_bundle or bundle or (recorded.get("ca_bundle") if same_server else None)
+    from .http import Client  # here, not at the top: steps 01-03 and 09 start faster without requests
+
     key = work.read_key(state.ACCOUNT_KEY)
     client = Client(
         directory_url,

@@ -10,13 +10,13 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
-
-from .certs import load_csr
 from .errors import UsageError
 from .keys import PrivateKey, key_from_pem, key_to_pem
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 ACCOUNT_KEY = "account.key"
 CERT_KEY = "cert.key"
@@ -115,6 +115,8 @@ class WorkDir:
         return key_from_pem(self.read_bytes(name), str(self.path(name)))
 
     def read_csr(self) -> x509.CertificateSigningRequest:
+        from .certs import load_csr  # x509 costs start-up time the key steps don't need
+
         return load_csr(self.read_bytes(CSR), str(self.path(CSR)))
 
     def write_key(self, name: str, key: PrivateKey, *, force: bool) -> bool:
