@@ -72,6 +72,16 @@ class LocalCA:
     def challtestsrv(self, path: str, body: dict) -> None:
         requests.post(self.state["challtestsrv_url"] + path, json=body, timeout=5).raise_for_status()
 
+    def txt(self, name: str) -> list[str]:
+        """The TXT values challtestsrv's DNS serves for ``name`` right now (what Pebble would see)."""
+        import dns.message
+        import dns.query
+        import dns.rdatatype
+
+        host, port = self.state["dns_server"].rsplit(":", 1)
+        reply = dns.query.udp(dns.message.make_query(name, dns.rdatatype.TXT), host, port=int(port), timeout=5)
+        return [b"".join(r.strings).decode() for rrset in reply.answer for r in rrset]
+
     def management(self, path: str) -> requests.Response:
         resp = requests.get(self.state["management_url"] + path, verify=self.state["ca_bundle"], timeout=5)
         resp.raise_for_status()

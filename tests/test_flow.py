@@ -53,6 +53,7 @@ def test_one_name(ca, work):
     assert_verifies(ca, work, name)
     order = json.loads((work / "order.json").read_text())
     assert order["order"]["status"] == "valid"
+    assert ca.txt(f"_acme-challenge.{name}") == []  # 06 cleaned up after itself
 
 
 def test_wildcard_apex_and_idn(ca, work):
@@ -91,7 +92,7 @@ def test_failed_challenge_reports_ca_detail(ca, work):
     name = unique("fail")
     ca.ok(1, work)
     ca.ok(2, work)
-    ca.ok(3, work, "-d", name)
+    ca.ok(3, work, "-d", name, "-d", f"ok-{name}")
     ca.ok(4, work, "--server", "pebble", "--agree-tos")
     ca.ok(5, work)
     ca.challtestsrv("/set-servfail", {"host": f"_acme-challenge.{name}."})
@@ -103,6 +104,7 @@ def test_failed_challenge_reports_ca_detail(ca, work):
     assert f"dns:{name}: urn:ietf:params:acme:error:" in result.stderr  # a subproblem per failed name
     assert f"_acme-challenge.{name}" in result.stderr and "TXT" in result.stderr  # the CA's own detail
     assert "Removing TXT records" in result.stdout
+    assert ca.txt(f"_acme-challenge.ok-{name}") == []  # removed on failure too
 
 
 @pytest.mark.parametrize(("step", "args", "needs"), [
@@ -259,3 +261,16 @@ def test_verbose_shows_the_wire_but_no_key_material(ca, work):
 def test_quiet_prints_nothing_on_success(ca, work):
     result = ca.ok(1, work, "-q")
     assert result.stdout == "" and result.stderr == ""
+
+
+def test_published_records_are_visible_then_gone(ca):
+    """The provider's records really reach the DNS the CA asks, two values on one name included."""
+    from common.dns_providers import ChalltestsrvProvider, TxtRecord
+
+    name = f"_acme-challenge.{unique('dns')}"
+    provider = ChalltestsrvProvider(ca.state["challtestsrv_url"])
+    records = [TxtRecord(name, "first-value"), TxtRecord(name, "second-value")]
+    provider.publish(records)
+    assert sorted(ca.txt(name)) == ["first-value", "second-value"]
+    provider.remove(records)
+    assert ca.txt(name) == []

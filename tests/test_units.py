@@ -338,3 +338,15 @@ def test_session_cache_round_trip_and_directory_change(tmp_path):
     assert again.directory == {"newNonce": "https://ca.example/nonce"}
     other = state.SessionCache(work, "https://other.example/dir")
     assert other.nonce is None and other.directory is None
+
+
+def test_find_challenge_picks_dns01_and_names_the_offers_when_missing():
+    from common.challenges import find_challenge
+    from common.errors import AcmeError
+
+    authz = {"identifier": {"type": "dns", "value": "example.com"},
+             "challenges": [{"type": "http-01", "url": "u1"}, {"type": "dns-01", "url": "u2"}]}
+    assert find_challenge(authz, "dns-01")["url"] == "u2"
+    authz["challenges"] = [{"type": "http-01", "url": "u1"}, {"type": "tls-alpn-01", "url": "u3"}]
+    with pytest.raises(AcmeError, match=r"no dns-01 challenge for example.com \(offered: http-01, tls-alpn-01\)"):
+        find_challenge(authz, "dns-01")

@@ -1,4 +1,4 @@
-"""The two ways a person drives the steps without the test helpers: demo.sh, and the manual DNS provider."""
+"""What a person does by hand: demo.sh, the manual DNS provider, the .pfx password prompt."""
 
 from __future__ import annotations
 
@@ -67,3 +67,54 @@ def test_manual_provider_without_a_terminal_exits_2(ca, work):
     ca.ok(5, work)
     result = ca.run(6, work, "--provider", "manual", input="")
     assert result.returncode == 2 and "terminal" in result.stderr and "Traceback" not in result.stderr
+
+
+def _run_on_terminal(command: list[str], env: dict[str, str], answers: list[str]) -> tuple[int, str]:
+    """Run ``command`` with a pseudo-terminal as its controlling tty, typing one answer per prompt."""
+    import fcntl
+    import pty
+    import termios
+    import time
+
+    master, slave = pty.openpty()
+
+    def take_terminal():  # getpass reads /dev/tty, so the pty must be the controlling terminal
+        os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen(command, stdin=slave, stdout=slave, stderr=slave, env=env, preexec_fn=take_terminal)
+    os.close(slave)
+    seen, pending = b"", list(answers)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+        if pending and seen.rstrip().endswith(b":"):
+            os.write(master, pending.pop(0).encode() + b"\n")
+    os.close(master)
+    return proc.wait(timeout=30), seen.decode(errors="replace")
+
+
+def test_pfx_password_asked_twice_at_a_prompt(ca, work):
+    ca.issue(work, [f"prompt{_free_port()}.example.org"])
+    command = [sys.executable, str(ROOT / STEPS[9]), "--dir", str(work)]
+    status, screen = _run_on_terminal(command, ca.step_env(), ["typed-secret", "typed-secret"])
+    assert status == 0, screen
+    assert "Password for the .pfx" in screen and "Same password again" in screen
+    assert "typed-secret" not in screen  # no echo, never printed
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    pkcs12.load_key_and_certificates((work / "certificate.pfx").read_bytes(), b"typed-secret")
+
+
+def test_pfx_passwords_that_differ_exit_2(ca, work):
+    ca.issue(work, [f"differ{_free_port()}.example.org"])
+    command = [sys.executable, str(ROOT / STEPS[9]), "--dir", str(work)]
+    status, screen = _run_on_terminal(command, ca.step_env(), ["one-password", "another-one"])
+    assert status == 2 and "differ" in screen and "Traceback" not in screen
+    assert not (work / "certificate.pfx").exists()
