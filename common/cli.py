@@ -75,6 +75,9 @@ def run(main: Callable[[argparse.Namespace], None], p: argparse.ArgumentParser) 
     except AcmeError as exc:
         print("error: " + "\n".join(exc.lines()), file=sys.stderr)
         sys.exit(EXIT_CA)
+    except OSError as exc:  # an unwritable --dir, a full disk: the user's to fix
+        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        sys.exit(EXIT_USAGE)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)

@@ -274,3 +274,11 @@ def test_published_records_are_visible_then_gone(ca):
     assert sorted(ca.txt(name)) == ["first-value", "second-value"]
     provider.remove(records)
     assert ca.txt(name) == []
+
+
+def test_unusable_work_dir_exits_2(ca, tmp_path):
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    result = ca.run(1, not_a_dir)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert str(not_a_dir) in result.stderr
