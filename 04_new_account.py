@@ -16,7 +16,7 @@ Writes: account.json (server, CA bundle, account URL: what later steps need),
 
 import os
 
-from common import cli, names, rfc8555, servers, state
+from common import cli, names, rfc8555, state
 from common.cli import log
 from common.errors import UsageError
 
@@ -50,7 +50,7 @@ def main(args):
 
 if __name__ == "__main__":
     p = cli.parser(__doc__)
-    cli.add_server_options(p, default=os.environ.get("ACME_SERVER") or servers.DEFAULT_SERVER)
+    cli.add_server_options(p, default=None)
     p.add_argument("--agree-tos", action="store_true", help="agree to the CA's terms of service")
     p.add_argument("--email", action="append", default=[], metavar="ADDR",
                    help="contact address for expiry and policy notices; repeat for more")

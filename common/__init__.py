@@ -12,6 +12,7 @@ Each module holds one concern, so a reader can copy one piece without the rest:
 - ``certs``      the certificate signing request, the issued chain and its checks
 - ``challenges`` key authorizations and the dns-01 TXT value (RFC 8555 §8)
 - ``dns_providers`` where TXT records get published
+- ``pkcs12``     the .pfx bundle for Windows and IIS, its password, the import commands
 - ``servers``    named ACME servers, the local test CA and TLS trust
 - ``state``      the work directory: which file each step reads and writes
 - ``cli``        the command-line contract shared by every step

@@ -22,7 +22,7 @@ def dns01_txt_value(key_authz: str) -> str:
 
 
 def dns01_record_name(identifier: str) -> str:
-    """Where the TXT record goes. A wildcard's authorization names its base domain (§7.1.3)."""
+    """Where the TXT record goes. A wildcard's authorization names its base domain (§7.1.4)."""
     return "_acme-challenge." + identifier.removeprefix("*.")
 
 

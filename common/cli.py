@@ -31,21 +31,19 @@ def parser(doc: str | None, *, network: bool = False) -> argparse.ArgumentParser
     p.add_argument("--dir", type=Path, default=Path(os.environ.get("ACME_DIR") or "acme-work"),
                    help="work directory holding every file the steps share (default: $ACME_DIR or ./acme-work)")
     level = p.add_mutually_exclusive_group()
-    level.add_argument("-v", "--verbose", action="store_true", help="show every HTTP exchange with the CA")
+    level.add_argument("-v", "--verbose", action="store_true",
+                       help="show every HTTP exchange with the CA" if network else "show more detail")
     level.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     if network:
-        add_server_options(p, default=None)
+        add_server_options(p)
     return p
 
 
-def add_server_options(p: argparse.ArgumentParser, *, default: str | None) -> None:
-    """--server and --ca-bundle. Steps after 04 default to what 04 recorded in account.json."""
-    if default is None:
-        recorded = " (default: the server recorded by 04_new_account.py)"
-    else:
-        recorded = f" (default: $ACME_SERVER or {default})"
+def add_server_options(p: argparse.ArgumentParser, *, default: str | None = None) -> None:
+    """--server and --ca-bundle. Without --server, a step uses what 04 recorded in account.json."""
     p.add_argument("--server", default=default, metavar="NAME|URL",
-                   help=f"pebble, staging, production or a directory URL{recorded}")
+                   help="pebble, staging, production or a directory URL (default: the server in account.json, "
+                        f"else $ACME_SERVER, else {servers.DEFAULT_SERVER})")
     p.add_argument("--ca-bundle", default=os.environ.get("ACME_CA_BUNDLE"), metavar="FILE",
                    help="also trust this CA for the server's TLS (default: $ACME_CA_BUNDLE)")
 
@@ -69,6 +67,7 @@ def run(main: Callable[[argparse.Namespace], None], p: argparse.ArgumentParser) 
     _setup_logging(args.verbose, args.quiet)
     try:
         main(args)
+        _flush_stdout()
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
@@ -123,6 +122,14 @@ def connect_account(args: argparse.Namespace, work: state.WorkDir) -> Client:
     return client
 
 
+def _flush_stdout() -> None:
+    """Flush now, so a reader that went away (``| head``) ends the step quietly, as with cat."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 class _BelowWarning(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno < logging.WARNING
@@ -139,3 +146,4 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
         log.addHandler(handler)
     log.setLevel(logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO)
     log.propagate = False
+    logging.raiseExceptions = False  # a closed stdout must not turn into a logging traceback

@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.serialization import PrivateFormat, pkcs12
 from .errors import UsageError
 from .keys import PrivateKey
 
-# PBKDF2 / MAC iterations. OpenSSL 3 uses 2048; more makes guessing costlier, and Windows
-# imports either quickly.
+# PBKDF2 iterations for the key and certificate encryption (the MAC keeps cryptography's own
+# count). OpenSSL 3 uses 2048; more makes guessing costlier, and Windows imports either quickly.
 MODERN_ROUNDS = 20000
 LEGACY_ROUNDS = 2048
 

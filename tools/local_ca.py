@@ -78,6 +78,11 @@ def find_pebble() -> tuple[str, str]:
     if os.environ.get("PEBBLE_BIN"):
         pebble = os.environ["PEBBLE_BIN"]
         challtestsrv = os.environ.get("PEBBLE_CHALLTESTSRV_BIN") or str(Path(pebble).with_name("pebble-challtestsrv"))
+        if not (os.access(pebble, os.X_OK) and os.access(challtestsrv, os.X_OK)):
+            raise SetupError(f"PEBBLE_BIN={pebble}: it and {challtestsrv} must both be executable files")
+        version = _debian_version(pebble)
+        if version != (0,) and version < MIN_VERSION:  # (0,): a build that says only "dev"
+            raise SetupError(f"PEBBLE_BIN is Pebble {'.'.join(map(str, version))}; version 2.10 or newer is needed")
         return pebble, challtestsrv
     local = BIN_DIR / "pebble"
     if local.exists():
