@@ -73,6 +73,7 @@ def _run_on_terminal(command: list[str], env: dict[str, str], answers: list[str]
     """Run ``command`` with a pseudo-terminal as its controlling tty, typing one answer per prompt."""
     import fcntl
     import pty
+    import select
     import termios
     import time
 
@@ -84,9 +85,11 @@ def _run_on_terminal(command: list[str], env: dict[str, str], answers: list[str]
 
     proc = subprocess.Popen(command, stdin=slave, stdout=slave, stderr=slave, env=env, preexec_fn=take_terminal)
     os.close(slave)
-    seen, pending = b"", list(answers)
+    seen, answered_up_to, pending = b"", 0, list(answers)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
+        if not select.select([master], [], [], 1)[0]:
+            continue
         try:
             chunk = os.read(master, 4096)
         except OSError:  # the child closed the terminal
@@ -94,9 +97,14 @@ def _run_on_terminal(command: list[str], env: dict[str, str], answers: list[str]
         if not chunk:
             break
         seen += chunk
-        if pending and seen.rstrip().endswith(b":"):
+        # Answer only a prompt that appeared since the last answer: typing early would be
+        # thrown away when getpass switches echo off (TCSAFLUSH discards pending input).
+        if pending and seen[answered_up_to:].rstrip().endswith(b":"):
             os.write(master, pending.pop(0).encode() + b"\n")
+            answered_up_to = len(seen)
     os.close(master)
+    if proc.poll() is None:
+        proc.kill()
     return proc.wait(timeout=30), seen.decode(errors="replace")
 
 
