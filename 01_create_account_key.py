@@ -1,26 +1,22 @@
 #!/usr/bin/env python3
-"""Step 1: create the account key.
+"""Step 1: create the account key (RFC 8555 §6.2).
 
 ACME has no passwords: the account *is* a key pair. Every request to the CA is signed with
-this key (RFC 8555 §6.2), and whoever holds it can order and revoke certificates for your
-domains. Keep it safe and keep it: losing it means a new account.
+this key, and whoever holds it can order and revoke certificates for your domains. Keep it
+safe and keep it: losing it means a new account.
 
 Reads:  nothing
 Writes: account.key (PEM, mode 0600). An existing key is kept unless --force.
 """
 
-from common import cli, keys, state
-from common.cli import log
+from common import cli, state
 
 REPLACED = ("The CA still knows the old account; certificates ordered with it can no longer "
-            "be revoked or managed with this key.")
+            "be revoked or managed with this key. Run 04_new_account.py for the new key.")
 
 
 def main(args):
-    work = cli.work_dir(args)
-    log.info("Creating %s account key...", args.key_type)
-    key = keys.generate_key(args.key_type)
-    cli.save_new_key(work, state.ACCOUNT_KEY, key, force=args.force, replaced_warning=REPLACED)
+    cli.create_key(args, state.ACCOUNT_KEY, REPLACED)
 
 
 if __name__ == "__main__":

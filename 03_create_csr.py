@@ -23,7 +23,9 @@ def main(args):
     key = work.read_key(state.CERT_KEY)
     if work.exists(state.ACCOUNT_KEY) and keys.same_public_key(key, work.read_key(state.ACCOUNT_KEY)):
         raise UsageError("cert.key is the account key: run 02_create_cert_key.py --force for a separate key")
-    log.info("Creating CSR for %d name%s: %s", len(domains), "" if len(domains) == 1 else "s", ", ".join(domains))
+    log.info("Creating CSR for %s", names.describe_names(domains))
+    if len(domains) > names.LETSENCRYPT_MAX_NAMES:
+        log.warning("warning: Let's Encrypt takes at most %d names per certificate", names.LETSENCRYPT_MAX_NAMES)
     csr = certs.build_csr(key, domains)
     work.write_bytes(state.CSR, certs.csr_pem(csr))
     log.info("Wrote %s", work.path(state.CSR))

@@ -4,30 +4,30 @@
 Fetches the CA's directory (§7.1.1), the index of its endpoints, then a nonce (§7.2),
 then POSTs to newAccount a JWS signed with the account key and carrying its public JWK.
 The CA answers 201 with the account URL in Location; for a key it already knows it answers
-200 with the same URL (§7.3.1), so running this again is harmless. From here on requests
-carry that URL as "kid" instead of the key.
+200 with the same URL (§7.3.1), so running this again is harmless (new --email addresses
+are then sent as an account update, §7.3.2). From here on requests carry that URL as "kid"
+instead of the key.
 
 You must agree to the CA's terms of service: without --agree-tos this prints their URL.
 
-Reads:  account.key
+Reads:  account.key; account.json from an earlier run, if any (its server and CA bundle)
 Writes: account.json (server, CA bundle, account URL: what later steps need),
         session.json (the cached directory and the next nonce)
 """
 
 import os
 
-from common import cli, names, rfc8555, state
+from common import cli, jws, names, rfc8555, state
 from common.cli import log
 from common.errors import UsageError
 
 
 def main(args):
     work = cli.work_dir(args)
-    recorded = work.read_json(state.ACCOUNT) if work.exists(state.ACCOUNT) else None
-    client = cli.connect(args, work, account=recorded)
     contacts = [names.contact_uri(e) for e in args.email]
+    client = cli.connect(args, work, account=_earlier_account(work))
 
-    log.info("Fetching directory %s...", client.directory_url)
+    log.info("Server: %s", client.directory_url)
     tos = rfc8555.terms_of_service(client)
     if not args.agree_tos:
         where = f"at {tos}" if tos else "(the CA publishes none in its directory)"
@@ -35,17 +35,33 @@ def main(args):
 
     log.info("Registering account%s...", f" for {', '.join(args.email)}" if args.email else "")
     resp, created = rfc8555.new_account(client, contacts, agree_tos=True)
-    account = {
+    log.info("%s: %s", "Account created" if created else "Account already exists for this key", resp.location)
+    account = resp.body
+    if not created and contacts and sorted(contacts) != sorted(account.get("contact") or []):
+        log.info("Updating its contacts to %s...", ", ".join(args.email))
+        account = rfc8555.update_account(client, {"contact": contacts})
+
+    work.write_json(state.ACCOUNT, {
         "directory_url": client.directory_url,
         "ca_bundle": os.path.abspath(client.ca_bundle) if client.ca_bundle else None,
         "account_url": resp.location,
-        "status": resp.body.get("status"),
-        "contact": resp.body.get("contact", []),
+        "key_thumbprint": jws.key_thumbprint(client.key),  # later steps check account.key still matches
+        "status": account.get("status"),
+        "contact": account.get("contact", []),
         "terms_of_service": tos,
-    }
-    work.write_json(state.ACCOUNT, account)
-    log.info("%s: %s", "Account created" if created else "Account already exists for this key", resp.location)
+    })
     log.info("Wrote %s", work.path(state.ACCOUNT))
+
+
+def _earlier_account(work):
+    """account.json from an earlier run, for its server and CA bundle; a damaged one gets replaced."""
+    if not work.exists(state.ACCOUNT):
+        return None
+    try:
+        return work.read_account()
+    except UsageError:
+        log.warning("warning: %s is damaged; this run writes a new one", work.path(state.ACCOUNT))
+        return None
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ Reads:  cert.csr, account.json, account.key, session.json
 Writes: order.json (the order's URL and content)
 """
 
-from common import certs, cli, rfc8555, state
+from common import certs, cli, names, rfc8555, state
 from common.cli import log
 
 
@@ -19,8 +19,8 @@ def main(args):
     client = cli.connect_account(args, work)
     resp = rfc8555.new_order(client, domains)
     work.write_json(state.ORDER, {"url": resp.location, "order": resp.body})
-    plural = "" if len(domains) == 1 else "s"
-    log.info("Creating order for %d name%s... %s: %s", len(domains), plural, resp.body.get("status"), resp.location)
+    status = resp.body.get("status")
+    log.info("Creating order for %s... %s: %s", names.count(len(domains), "name"), status, resp.location)
 
 
 if __name__ == "__main__":

@@ -5,22 +5,26 @@ For each authorization of the order: fetch it; skip it if the CA already holds a
 (CAs reuse recent authorizations); else pick its dns-01 challenge and compute the record
   _acme-challenge.<name>  TXT  base64url(SHA-256(token "." account-key-thumbprint))
 All records are published first (one propagation wait for all names), then every challenge
-is answered with POST {}, then the order is polled until it is ready (§7.1.6). The records
-are removed afterwards, whether validation worked or not.
+is answered with POST {} (§7.5.1), then the order is polled until it is ready (§7.1.6): one
+order poll instead of one per authorization. The records are removed afterwards, whether
+validation worked or not.
 
 Reads:  order.json, account.json, account.key, session.json
 Writes: order.json (the order, now ready)
 """
 
-from common import challenges, cli, jws, rfc8555, state
+from common import challenges, cli, jws, names, rfc8555, state
 from common.cli import log
-from common.dns_providers import PROVIDERS, TxtRecord
+from common.dns_providers import PROVIDERS, TxtRecord, remove_quietly
 from common.errors import AcmeError
 
 
 def main(args):
     work = cli.work_dir(args)
-    saved = work.read_json(state.ORDER)
+    saved = work.read_order()
+    if saved["order"]["status"] in ("ready", "valid"):
+        log.info("Order is already %s. Next: 07_finalize.py", saved["order"]["status"])
+        return
     client = cli.connect_account(args, work)
     provider = PROVIDERS[args.provider].from_args(args)
     thumbprint = jws.key_thumbprint(client.key)
@@ -43,7 +47,7 @@ def main(args):
     order = saved["order"]
     if todo:
         records = [record for _, _, record in todo]
-        log.info("Publishing %d TXT record%s with %s...", len(records), "" if len(records) == 1 else "s", provider.name)
+        log.info("Publishing %s with %s...", names.count(len(records), "TXT record"), provider.name)
         try:
             provider.publish(records)
             provider.wait_until_visible(records, timeout=args.timeout)
@@ -56,38 +60,22 @@ def main(args):
             order = rfc8555.wait_for_order(client, saved["url"], ("pending",), timeout=args.timeout,
                                            first_wait=first_wait)
         finally:
-            _remove_records(provider, records)
-    elif order.get("status") == "pending":
+            log.info("Removing TXT records...")
+            remove_quietly(provider, records)
+    else:  # every authorization was reused: the order should be ready already
         order = rfc8555.wait_for_order(client, saved["url"], ("pending",), timeout=args.timeout)
 
     work.write_json(state.ORDER, {**saved, "order": order})
     if order.get("status") not in ("ready", "valid"):
-        error = order.get("error") or {}
-        raise AcmeError(f"the order is {order.get('status')}: validation failed", {
-            "type": error.get("type", "urn:ietf:params:acme:error:unauthorized"),
-            "detail": error.get("detail", "the CA could not validate every name"),
-            "subproblems": error.get("subproblems") or rfc8555.failed_authorizations(client, order),
-        })
+        raise rfc8555.order_failure(client, order)
     log.info("Order is %s: every name is proven. Next: 07_finalize.py", order["status"])
-
-
-def _remove_records(provider, records):
-    log.info("Removing TXT records...")
-    try:
-        provider.remove(records)
-    except AcmeError as exc:  # never hide the error that brought us here
-        log.warning("warning: could not remove the TXT records: %s", exc)
 
 
 if __name__ == "__main__":
     p = cli.parser(__doc__, network=True)
     p.add_argument("--provider", choices=sorted(PROVIDERS), required=True,
                    help="; ".join(f"{name}: {cls.help}" for name, cls in sorted(PROVIDERS.items())))
-    p.add_argument("--timeout", type=float, default=300, metavar="SECONDS",
-                   help="give up waiting for DNS and validation after this long (default: %(default)s)")
-    p.add_argument("--first-wait", type=float, default=0.25, metavar="SECONDS",
-                   help="pause before the first order poll, or the challenges' Retry-After if longer "
-                        "(default: %(default)s)")
+    cli.add_poll_options(p, waiting_for="DNS and validation (each)", first_wait=0.25)
     for provider_class in PROVIDERS.values():
         provider_class.add_arguments(p)
     cli.run(main, p)

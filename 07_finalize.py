@@ -3,7 +3,8 @@
 
 Once the order is ready, POST the CSR (DER, base64url) to the order's finalize URL. The CA
 checks that the CSR names exactly the order's names, then issues: the order goes from
-processing to valid and gains a "certificate" URL. Polling honours Retry-After.
+processing to valid and gains a "certificate" URL. Polling honours Retry-After (§7.4, §8.2):
+seconds or an HTTP date.
 
 Reads:  order.json, cert.csr, account.json, account.key, session.json
 Writes: order.json (the order, now valid, with its certificate URL)
@@ -11,23 +12,37 @@ Writes: order.json (the order, now valid, with its certificate URL)
 
 from common import certs, cli, rfc8555, state
 from common.cli import log
-from common.errors import AcmeError
+from common.errors import AcmeError, UsageError
+
+# Order states (RFC 8555 §7.1.6) in which finalizing cannot work yet, and what to do instead.
+NOT_YET = {
+    "pending": "prove the names first with 06_dns_challenge.py",
+    "invalid": "it cannot be finalized; start a new order with 05_new_order.py",
+}
 
 
 def main(args):
     work = cli.work_dir(args)
-    saved = work.read_json(state.ORDER)
-    if saved["order"].get("status") == "valid":
+    saved = work.read_order()
+    status = saved["order"]["status"]
+    if status == "valid":
         log.info("Order already finalized. Next: 08_get_certificate.py")
         return
+    if status in NOT_YET:
+        raise UsageError(f"the order is {status}: {NOT_YET[status]}")
     csr = work.read_csr()
     client = cli.connect_account(args, work)
-    log.info("Finalizing order with %s...", work.path(state.CSR))
-    resp = rfc8555.finalize(client, saved["order"]["finalize"], certs.csr_der(csr))
-    order = resp.body
+    first_wait = args.first_wait
+    if status == "ready":
+        log.info("Finalizing order with %s...", work.path(state.CSR))
+        resp = rfc8555.finalize(client, saved["order"]["finalize"], certs.csr_der(csr))
+        order = resp.body
+        first_wait = first_wait if resp.retry_after is None else resp.retry_after
+    else:  # "processing": finalized by an earlier run that stopped before the end
+        order = saved["order"]
     if order.get("status") == "processing":
         order = rfc8555.wait_for_order(client, saved["url"], ("processing",), timeout=args.timeout,
-                                       first_wait=args.first_wait if resp.retry_after is None else resp.retry_after)
+                                       first_wait=first_wait)
     work.write_json(state.ORDER, {**saved, "order": order})
     if order.get("status") != "valid":
         raise AcmeError(f"the order is {order.get('status')}, not valid", order.get("error"))
@@ -36,8 +51,5 @@ def main(args):
 
 if __name__ == "__main__":
     p = cli.parser(__doc__, network=True)
-    p.add_argument("--timeout", type=float, default=300, metavar="SECONDS",
-                   help="give up waiting for issuance after this long (default: %(default)s)")
-    p.add_argument("--first-wait", type=float, default=0.5, metavar="SECONDS",
-                   help="pause before the first poll when the CA sends no Retry-After (default: %(default)s)")
+    cli.add_poll_options(p, waiting_for="issuance", first_wait=0.5)
     cli.run(main, p)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Step 9: bundle key and certificate as PKCS#12 (.pfx) for Windows and IIS.
+"""Step 9: bundle key and certificate as PKCS#12 (.pfx, RFC 7292) for Windows and IIS.
 
 IIS, Azure and many Windows tools import a certificate only together with its key, as one
 password-protected .pfx. The default encryption (AES-256, SHA-256 MAC) needs Windows
@@ -11,9 +11,7 @@ Reads:  cert.key, cert.pem, chain.pem
 Writes: certificate.pfx (mode 0600: it holds the private key). Kept unless --force.
 """
 
-from cryptography import x509
-
-from common import certs, cli, pkcs12, state
+from common import certs, cli, keys, pkcs12, state
 from common.cli import log
 from common.errors import UsageError
 
@@ -21,9 +19,9 @@ from common.errors import UsageError
 def main(args):
     work = cli.work_dir(args)
     key = work.read_key(state.CERT_KEY)
-    leaf = x509.load_pem_x509_certificate(work.read_bytes(state.CERT))
-    chain = certs.split_pem_chain(work.read_bytes(state.CHAIN).decode("ascii"))
-    if not certs.matches_key(leaf, key):
+    leaf = work.read_certificates(state.CERT)[0]
+    chain = work.read_certificates(state.CHAIN)
+    if not keys.same_public_key(leaf, key):
         raise UsageError("cert.pem is not for cert.key: run 08_get_certificate.py again")
     if not args.force and work.exists(state.PFX):
         raise UsageError(f"{work.path(state.PFX)} already exists; keep it, or pass --force to replace it")
@@ -48,6 +46,7 @@ if __name__ == "__main__":
     source.add_argument("--password-file", metavar="FILE", help="read the password from the file's first line")
     source.add_argument("--password-env", metavar="VAR", help="read the password from this environment variable")
     p.add_argument("--name", help="friendly name shown in the Windows certificate store (default: name and expiry)")
-    p.add_argument("--iis-site", default="Default Web Site", help="IIS site for the printed binding commands")
+    p.add_argument("--iis-site", default="Default Web Site",
+                   help="IIS site for the printed binding commands (default: %(default)s)")
     p.add_argument("--force", action="store_true", help="replace an existing certificate.pfx")
     cli.run(main, p)

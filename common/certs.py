@@ -7,7 +7,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 from .errors import AcmeError, UsageError
-from .keys import PrivateKey, public_key_der
+from .keys import PrivateKey, same_public_key
 
 # X.520 upper bound for a common name; longer names can only live in the SAN.
 MAX_CN_LENGTH = 64
@@ -56,12 +56,21 @@ def csr_der(csr: x509.CertificateSigningRequest) -> bytes:
     return csr.public_bytes(serialization.Encoding.DER)
 
 
+def parse_pem_certificates(pem: bytes) -> list[x509.Certificate]:
+    """Every certificate in PEM text, in order; empty text is an empty list. ValueError if damaged."""
+    if not pem.strip():
+        return []
+    return x509.load_pem_x509_certificates(pem)
+
+
 def split_pem_chain(pem: str) -> list[x509.Certificate]:
-    """Parse a PEM chain, leaf first (RFC 8555 §7.4.2)."""
+    """Parse the chain the CA sent, leaf first (RFC 8555 §7.4.2)."""
     try:
-        certs = x509.load_pem_x509_certificates(pem.encode("ascii"))
+        certs = parse_pem_certificates(pem.encode("utf-8"))
     except ValueError as exc:
         raise AcmeError(f"the CA sent a certificate chain that does not parse ({exc})") from None
+    if not certs:
+        raise AcmeError("the CA sent an empty certificate chain")
     return certs
 
 
@@ -71,15 +80,10 @@ def certs_to_pem(certs: list[x509.Certificate]) -> bytes:
 
 def check_certificate(cert: x509.Certificate, key: PrivateKey, names: list[str]) -> None:
     """The certificate must be for our key and exactly the names we asked for."""
-    if not matches_key(cert, key):
+    if not same_public_key(cert, key):
         raise AcmeError("the certificate's public key is not cert.key's: do not install it")
     if sorted(san_names(cert)) != sorted(names):
         raise AcmeError(f"the certificate names {san_names(cert)} differ from the CSR's {names}")
-
-
-def matches_key(cert: x509.Certificate, key: PrivateKey) -> bool:
-    """True when the certificate certifies this private key's public half."""
-    return public_key_der(cert.public_key()) == public_key_der(key.public_key())
 
 
 def describe_certificate(cert: x509.Certificate) -> list[str]:

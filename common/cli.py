@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from . import keys, servers, state
+from . import jws, keys, servers, state
 from .errors import AcmeError, UsageError
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ def parser(doc: str | None, *, network: bool = False) -> argparse.ArgumentParser
     level = p.add_mutually_exclusive_group()
     level.add_argument("-v", "--verbose", action="store_true",
                        help="show every HTTP exchange with the CA" if network else "show more detail")
-    level.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    level.add_argument("-q", "--quiet", action="store_true", help="print only errors and warnings")
     if network:
         add_server_options(p)
     return p
@@ -54,15 +54,38 @@ def add_key_options(p: argparse.ArgumentParser, *, default: str, file: str, why:
     p.add_argument("--force", action="store_true", help=f"replace an existing {file}")
 
 
-def save_new_key(work: state.WorkDir, name: str, key: keys.PrivateKey, *, force: bool, replaced_warning: str) -> None:
-    """Write a fresh key 0600, refusing to replace one unless ``force``, and say what losing the old one means."""
-    if work.write_key(name, key, force=force):
+def create_key(args: argparse.Namespace, name: str, replaced_warning: str) -> None:
+    """Steps 01 and 02: a fresh --key-type key saved 0600, never replacing one without --force."""
+    work = work_dir(args)
+    log.info("Creating %s key %s...", args.key_type, name)
+    key = keys.generate_key(args.key_type)
+    if work.write_key(name, key, force=args.force):
         log.warning("warning: replaced the old %s. %s", name, replaced_warning)
     log.info("Wrote %s (%s)", work.path(name), keys.describe_key(key))
 
 
+def add_poll_options(p: argparse.ArgumentParser, *, waiting_for: str, first_wait: float) -> None:
+    """--timeout and --first-wait, for the steps that poll the order (06 and 07)."""
+    p.add_argument("--timeout", type=_seconds, default=300.0, metavar="SECONDS",
+                   help=f"give up waiting for {waiting_for} after this long (default: %(default)s)")
+    p.add_argument("--first-wait", type=_seconds, default=first_wait, metavar="SECONDS",
+                   help="pause before the first poll when the CA sends no Retry-After (default: %(default)s)")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 86400:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0 to 86400")
+    return value
+
+
 def run(main: Callable[[argparse.Namespace], None], p: argparse.ArgumentParser) -> NoReturn:
     """Parse the options, run ``main`` and turn its failures into one-line errors and exit statuses."""
+    for stream in (sys.stdout, sys.stderr):  # a name like ☃.com must not crash a cp1252 console
+        stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     args = p.parse_args()
     _setup_logging(args.verbose, args.quiet)
     try:
@@ -80,6 +103,11 @@ def run(main: Callable[[argparse.Namespace], None], p: argparse.ArgumentParser) 
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception as exc:  # a bug: still one line, the traceback only with -v
+        if args.verbose:
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc} (run again with -v for the traceback)", file=sys.stderr)
+        sys.exit(EXIT_CA)
     sys.exit(EXIT_OK)
 
 
@@ -114,11 +142,13 @@ def connect(args: argparse.Namespace, work: state.WorkDir, *, account: dict | No
 
 def connect_account(args: argparse.Namespace, work: state.WorkDir) -> Client:
     """A client for steps 05 to 08: the account from account.json, signing with ``kid``."""
-    account = work.read_json(state.ACCOUNT)
+    account = work.read_account()
     client = connect(args, work, account=account)
     if not client.kid:
-        raise UsageError(f"account.json is for {account.get('directory_url')}, not {client.directory_url}: "
+        raise UsageError(f"account.json is for {account['directory_url']}, not {client.directory_url}: "
                          "run 04_new_account.py for this server")
+    if account.get("key_thumbprint") not in (None, jws.key_thumbprint(client.key)):
+        raise UsageError("account.key is not the key account.json was registered with: run 04_new_account.py")
     return client
 
 
@@ -144,6 +174,7 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
     for handler in (out, err):
         handler.setFormatter(logging.Formatter("%(message)s"))
         log.addHandler(handler)
-    log.setLevel(logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO)
+    # -q keeps warnings: they say what a --force just destroyed.
+    log.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
     log.propagate = False
     logging.raiseExceptions = False  # a closed stdout must not turn into a logging traceback

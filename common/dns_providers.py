@@ -9,7 +9,7 @@ because DNS changes are slow to propagate: one wait for n names, not n waits. To
 from __future__ import annotations
 
 import argparse
-import json
+import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
@@ -20,6 +20,7 @@ from . import servers
 from .errors import AcmeError, UsageError
 
 DEFAULT_CHALLTESTSRV = "http://localhost:8055"
+log = logging.getLogger("acme")
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,14 @@ class DnsProvider(ABC):
         return None
 
 
+def remove_quietly(provider: DnsProvider, records: list[TxtRecord]) -> None:
+    """Remove the records, warning instead of raising: cleanup must not hide the error before it."""
+    try:
+        provider.remove(records)
+    except AcmeError as exc:
+        log.warning("warning: could not remove the TXT records: %s", exc)
+
+
 PROVIDERS: dict[str, type[DnsProvider]] = {}
 
 
@@ -72,11 +81,11 @@ def register(cls: type[DnsProvider]) -> type[DnsProvider]:
 
 
 def default_challtestsrv_url() -> str:
-    """The running local test CA's challtestsrv if there is one, else challtestsrv's usual port."""
-    state_file = servers.local_ca_dir() / "state.json"
-    if state_file.exists():
-        return json.loads(state_file.read_text(encoding="utf-8")).get("challtestsrv_url", DEFAULT_CHALLTESTSRV)
-    return DEFAULT_CHALLTESTSRV
+    """The local test CA's challtestsrv if it is set up, else challtestsrv's usual port."""
+    try:
+        return servers.local_ca_state()["challtestsrv_url"]
+    except UsageError:
+        return DEFAULT_CHALLTESTSRV
 
 
 @register
@@ -91,12 +100,13 @@ class ChalltestsrvProvider(DnsProvider):
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--challtestsrv-url", default=default_challtestsrv_url(), metavar="URL",
-                            help="challtestsrv's management API (default: the local test CA's, else %(default)s)")
+        parser.add_argument("--challtestsrv-url", metavar="URL",
+                            help=f"challtestsrv's management API (default: the local test CA's, else "
+                                 f"{DEFAULT_CHALLTESTSRV})")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> DnsProvider:
-        return cls(args.challtestsrv_url)
+        return cls(args.challtestsrv_url or default_challtestsrv_url())
 
     def _call(self, path: str, body: dict[str, str]) -> None:
         url = f"{self.api_url}/{path}"

@@ -119,6 +119,7 @@ class Client:
         self.requests_sent = 0
         self.ca_bundle: str | None = None
         self._directory = store.directory if store else None
+        self._directory_cached = self._directory is not None
         self._nonce = store.nonce if store else None
         self._http = requests.Session()
         self._http.headers["User-Agent"] = USER_AGENT
@@ -139,6 +140,9 @@ class Client:
     def endpoint(self, name: str) -> str:
         """The URL of a directory resource such as ``newOrder``."""
         url = self.directory.get(name)
+        if not url and self._directory_cached:  # the CA may have changed since we cached it
+            self._directory, self._directory_cached = None, False
+            url = self.directory.get(name)
         if not url:
             raise AcmeError(f"this CA offers no {name} resource (directory {self.directory_url})")
         return url
@@ -263,9 +267,12 @@ def _parse(raw: requests.Response) -> Response:
 # -- showing the exchange with -v ---------------------------------------------------------------
 
 
+ABBREVIATE_OVER = 200  # longer than any URL a CA sends, shorter than any CSR or certificate
+
+
 def _abbreviate(value: Any) -> Any:
-    """Shorten long strings (a CSR, a certificate) so the exchange stays readable."""
-    if isinstance(value, str) and len(value) > 80:
+    """Shorten a CSR or a certificate (long base64) so the exchange stays readable; URLs stay whole."""
+    if isinstance(value, str) and len(value) > ABBREVIATE_OVER:
         return f"{value[:40]}...({len(value)} chars)"
     if isinstance(value, dict):
         return {k: _abbreviate(v) for k, v in value.items()}

@@ -6,6 +6,8 @@ Let's Encrypt signs certificates for the same key types.
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -44,26 +46,29 @@ def key_to_pem(key: PrivateKey) -> bytes:
     )
 
 
-def key_from_pem(data: bytes, source: str) -> PrivateKey:
-    """Load a PEM private key, accepting only the types ACME can use."""
+def key_from_pem(data: bytes, source: str, remedy: str = "") -> PrivateKey:
+    """Load a PEM private key, accepting only the types ACME can use; ``remedy`` says how to fix it."""
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
-        raise UsageError(f"{source} is not an unencrypted PEM private key ({exc})") from None
+        raise UsageError(f"{source} is not an unencrypted PEM private key ({exc}){remedy}") from None
     if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name in ("secp256r1", "secp384r1"):
         return key
     if isinstance(key, rsa.RSAPrivateKey) and key.key_size >= 2048:
         return key
-    raise UsageError(f"{source} holds a key type ACME cannot use: use EC P-256, P-384 or RSA >= 2048")
+    raise UsageError(f"{source} holds a key type ACME cannot use: use EC P-256, P-384 or RSA >= 2048{remedy}")
 
 
-def public_key_der(public_key: object) -> bytes:
-    """SubjectPublicKeyInfo DER: the one form in which equal public keys are equal bytes."""
-    return public_key.public_bytes(  # type: ignore[attr-defined]
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+class HasPublicKey(Protocol):
+    """A private key, a CSR or a certificate: anything that carries a public key."""
+
+    def public_key(self) -> Any: ...
 
 
-def same_public_key(a: PrivateKey, b: PrivateKey) -> bool:
-    """True when two private keys share one public key."""
-    return public_key_der(a.public_key()) == public_key_der(b.public_key())
+def same_public_key(a: HasPublicKey, b: HasPublicKey) -> bool:
+    """True when two keys, CSRs or certificates hold the same public key.
+
+    Compared as SubjectPublicKeyInfo DER, the one form in which equal keys are equal bytes.
+    """
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return a.public_key().public_bytes(*spki) == b.public_key().public_bytes(*spki)

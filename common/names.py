@@ -8,6 +8,8 @@ import idna
 
 from .errors import UsageError
 
+LETSENCRYPT_MAX_NAMES = 100
+
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 
@@ -25,6 +27,8 @@ def normalize_name(raw: str) -> str:
     base = name[2:] if wildcard else name
     if not base or "*" in base:
         raise UsageError(f"invalid name {raw!r}: a wildcard must be the whole leftmost label, as in *.example.com")
+    if any(c in base for c in ":/@[]"):
+        raise UsageError(f"invalid name {raw!r}: give a bare domain name such as example.com, no URL or port")
     try:
         base = idna.encode(base, uts46=True).decode("ascii")
     except idna.IDNAError as exc:
@@ -34,7 +38,19 @@ def normalize_name(raw: str) -> str:
         raise UsageError(f"invalid name {raw!r}: a public CA needs a full domain name such as example.com")
     if len(base) > 253 or not all(_LABEL.match(label) for label in labels):
         raise UsageError(f"invalid name {raw!r}: use letters, digits and hyphens, labels of 1-63 characters")
+    if labels[-1].isdigit():  # 192.0.2.1 is an IP address: dns identifiers cannot hold one (RFC 8738)
+        raise UsageError(f"invalid name {raw!r}: an IP address is not a DNS name")
     return f"*.{base}" if wildcard else base
+
+
+def describe_names(names: list[str], shown: int = 5) -> str:
+    """'1 name: a.example' or '120 names: a, b, c, d, e and 115 more', for one-line logs."""
+    head = ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+    return f"{count(len(names), 'name')}: {head}"
+
+
+def count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def normalize_names(raw_names: list[str]) -> list[str]:
@@ -46,8 +62,11 @@ def normalize_names(raw_names: list[str]) -> list[str]:
 
 
 def contact_uri(email: str) -> str:
-    """A ``mailto:`` contact for newAccount (RFC 8555 §7.3), after a basic syntax check."""
+    """A ``mailto:`` contact for newAccount (RFC 8555 §7.3), after a basic syntax check.
+
+    ASCII only, no URI extras (?subject=, several addresses): CAs reject those (§7.3).
+    """
     email = email.strip().removeprefix("mailto:")
-    if not re.fullmatch(r"[^@\s,]+@[^@\s,]+\.[^@\s,]+", email):
+    if not re.fullmatch(r"[A-Za-z0-9.!#$%&'*+/=^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", email):
         raise UsageError(f"invalid email address {email!r}: give one address per --email, like admin@example.com")
     return f"mailto:{email}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import warnings
 from pathlib import Path
 
 from cryptography import x509
@@ -45,23 +46,46 @@ def read_password(password_file: str | None, password_env: str | None) -> bytes:
     Never from the command line itself: other users can read a process's arguments.
     """
     if password_file:
-        try:
-            lines = Path(password_file).read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise UsageError(f"cannot read password file {password_file}: {exc.strerror}") from None
-        password = lines[0] if lines else ""
+        password = _first_line(Path(password_file))
         source = f"the first line of {password_file}"
     elif password_env:
         password = os.environ.get(password_env, "")
         source = f"${password_env}"
     else:
-        password = getpass.getpass("Password for the .pfx: ")
-        if getpass.getpass("Same password again: ") != password:
-            raise UsageError("the two passwords differ; run again")
+        password = _ask_twice()
         source = "the prompt"
     if not password:
         raise UsageError(f"the password from {source} is empty; Windows needs one to protect the key")
     return password.encode("utf-8")
+
+
+def _first_line(path: Path) -> str:
+    """The file's first line; UTF-8 with or without a BOM, or UTF-16 as PowerShell 5 writes it."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read password file {path}: {exc.strerror}") from None
+    encoding = "utf-16" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+    try:
+        lines = data.decode(encoding).splitlines()
+    except UnicodeDecodeError:
+        raise UsageError(f"password file {path} is neither UTF-8 nor UTF-16 text") from None
+    return lines[0] if lines else ""
+
+
+def _ask_twice() -> str:
+    """Ask on the terminal, twice, without echo; refuse to read a password from a pipe."""
+    no_terminal = "no terminal to ask for the password on: use --password-file FILE or --password-env VAR"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", getpass.GetPassWarning)  # it would read stdin, echoing
+        try:
+            password = getpass.getpass("Password for the .pfx: ")
+            again = getpass.getpass("Same password again: ")
+        except (getpass.GetPassWarning, EOFError):
+            raise UsageError(no_terminal) from None
+    if again != password:
+        raise UsageError("the two passwords differ; run again")
+    return password
 
 
 def powershell_commands(pfx_name: str, cert: x509.Certificate, host: str, site: str) -> list[str]:

@@ -30,7 +30,15 @@ def new_account(client: Client, contact: list[str], *, agree_tos: bool) -> tuple
     resp = client.post(client.endpoint("newAccount"), payload, use_jwk=True)
     if not resp.location:
         raise AcmeError("the CA's newAccount response has no Location header (the account URL)")
+    client.kid = resp.location  # from now on requests name the account instead of carrying the key
     return resp, resp.status == 201
+
+
+def update_account(client: Client, changes: dict[str, Any]) -> dict[str, Any]:
+    """Change the account, e.g. its contacts: POST the new fields to the account URL (§7.3.2)."""
+    if not client.kid:
+        raise AcmeError("internal error: no account URL to update")
+    return client.post(client.kid, changes).body
 
 
 def new_order(client: Client, names: list[str]) -> Response:
@@ -77,6 +85,18 @@ def download_certificate(client: Client, url: str) -> Response:
     if not isinstance(resp.body, str) or "BEGIN CERTIFICATE" not in resp.body:
         raise AcmeError(f"the CA sent no PEM certificate chain from {url} (Content-Type {resp.content_type!r})")
     return resp
+
+
+def order_failure(client: Client, order: dict[str, Any]) -> AcmeError:
+    """Why an order went invalid: the CA's problem, with one subproblem per failed name (§7.1.3).
+
+    When the order's error lists no subproblems, each failed authorization is fetched for
+    its challenge's error, so every name says what went wrong.
+    """
+    problem = dict(order.get("error") or {})
+    if not problem.get("subproblems"):
+        problem["subproblems"] = failed_authorizations(client, order)
+    return AcmeError(f"the order is {order.get('status')}: the CA could not validate every name", problem)
 
 
 def failed_authorizations(client: Client, order: dict[str, Any]) -> list[dict[str, Any]]:

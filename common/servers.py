@@ -27,9 +27,17 @@ def local_ca_dir() -> Path:
 def local_ca_state() -> dict[str, str]:
     """What the running local test CA published: directory URL, TLS bundle, management URLs."""
     path = local_ca_dir() / "state.json"
+    start = "run python tools/local_ca.py start"
     if not path.exists():
-        raise UsageError(f"the local test CA is not set up ({path} is missing): run python tools/local_ca.py start")
-    return json.loads(path.read_text(encoding="utf-8"))
+        raise UsageError(f"the local test CA is not set up ({path} is missing): {start}")
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        state = None
+    keys = ("directory_url", "ca_bundle", "challtestsrv_url")
+    if not isinstance(state, dict) or not all(isinstance(state.get(k), str) for k in keys):
+        raise UsageError(f"{path} is damaged: {start} again")
+    return state
 
 
 def resolve_server(server: str) -> tuple[str, str | None]:

@@ -6,6 +6,7 @@ Writes are atomic (a crash never leaves half a file) and private keys are mode 0
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import tempfile
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
-from .keys import PrivateKey, key_from_pem, key_to_pem
+from .keys import PrivateKey, key_from_pem, key_to_pem, same_public_key
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -28,6 +29,10 @@ CERT = "cert.pem"
 CHAIN = "chain.pem"
 FULLCHAIN = "fullchain.pem"
 PFX = "certificate.pfx"
+
+# The parts of account.json and order.json later steps rely on, with their types.
+ACCOUNT_SHAPE: dict[str, Any] = {"directory_url": str, "account_url": str}
+ORDER_SHAPE: dict[str, Any] = {"url": str, "order": {"status": str, "authorizations": list, "finalize": str}}
 
 # Which script writes each file, so a missing file can name the step to run.
 MADE_BY = {
@@ -61,14 +66,29 @@ def atomic_write(path: Path, data: bytes, mode: int = PUBLIC, *, replace: bool =
         if replace:
             os.replace(tmp, path)
         else:
-            try:
-                os.link(tmp, path)  # fails if path exists: no-clobber in one system call
-            except FileExistsError:
-                raise UsageError(f"{path} already exists; use --force to replace it") from None
-            os.unlink(tmp)
+            _link_no_clobber(tmp, path, data, mode)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _link_no_clobber(tmp: str, path: Path, data: bytes, mode: int) -> None:
+    """Put the finished temp file at ``path`` unless something is there already."""
+    try:
+        os.link(tmp, path)  # fails if path exists: no-clobber in one system call
+        return
+    except FileExistsError:
+        raise UsageError(f"{path} already exists; keep it, or pass --force to replace it") from None
+    except OSError:
+        pass  # no hard links here (FAT, some network shares): create exclusively instead
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
+    except FileExistsError:
+        raise UsageError(f"{path} already exists; keep it, or pass --force to replace it") from None
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 class WorkDir:
@@ -101,29 +121,72 @@ class WorkDir:
         atomic_write(self.path(name), data, PRIVATE if private else PUBLIC, replace=replace)
         return self.path(name)
 
-    def read_json(self, name: str) -> dict[str, Any]:
+    def read_json(self, name: str, shape: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Parse a JSON file, checking it has the keys and types in ``shape``."""
+        step = MADE_BY.get(name, "its step")
         try:
-            return json.loads(self.read_bytes(name))
-        except json.JSONDecodeError as exc:
-            step = MADE_BY.get(name, "its step")
+            data = json.loads(self.read_bytes(name))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise UsageError(f"{self.path(name)} is not valid JSON ({exc}); run {step} again") from None
+        problem = _shape_problem(data, shape or {})
+        if problem:
+            raise UsageError(f"{self.path(name)} is damaged ({problem}); run {step} again")
+        return data
+
+    def read_account(self) -> dict[str, Any]:
+        return self.read_json(ACCOUNT, ACCOUNT_SHAPE)
+
+    def read_order(self) -> dict[str, Any]:
+        return self.read_json(ORDER, ORDER_SHAPE)
 
     def write_json(self, name: str, value: dict[str, Any]) -> Path:
         return self.write_bytes(name, (json.dumps(value, indent=2) + "\n").encode("utf-8"))
 
     def read_key(self, name: str) -> PrivateKey:
-        return key_from_pem(self.read_bytes(name), str(self.path(name)))
+        remedy = f"; make a new one with {MADE_BY[name]} --force" if name in MADE_BY else ""
+        return key_from_pem(self.read_bytes(name), str(self.path(name)), remedy)
 
     def read_csr(self) -> x509.CertificateSigningRequest:
+        """cert.csr, checked against cert.key: a CSR left from an older key would waste an order."""
         from .certs import load_csr  # x509 costs start-up time the key steps don't need
 
-        return load_csr(self.read_bytes(CSR), str(self.path(CSR)))
+        csr = load_csr(self.read_bytes(CSR), str(self.path(CSR)))
+        if self.exists(CERT_KEY) and not same_public_key(csr, self.read_key(CERT_KEY)):
+            raise UsageError(f"{self.path(CSR)} was made with another key than cert.key: run 03_create_csr.py again")
+        return csr
+
+    def read_certificates(self, name: str) -> list[x509.Certificate]:
+        """The PEM certificates in cert.pem, chain.pem or fullchain.pem (chain.pem may be empty)."""
+        from .certs import parse_pem_certificates
+
+        try:
+            certs = parse_pem_certificates(self.read_bytes(name))
+        except ValueError as exc:
+            raise UsageError(f"{self.path(name)} is damaged ({exc}); run {MADE_BY[name]} again") from None
+        if not certs and name != CHAIN:
+            raise UsageError(f"{self.path(name)} holds no certificate; run {MADE_BY[name]} again")
+        return certs
 
     def write_key(self, name: str, key: PrivateKey, *, force: bool) -> bool:
         """Save a private key 0600. Refuse to replace one unless ``force``; True if one was replaced."""
         existed = self.exists(name)
         self.write_bytes(name, key_to_pem(key), private=True, replace=force)
         return existed
+
+
+def _shape_problem(data: Any, shape: dict[str, Any], where: str = "") -> str | None:
+    """What in ``data`` does not fit ``shape`` ({key: type or nested shape}), or None."""
+    if not isinstance(data, dict):
+        return f"{where or 'the file'} is not a JSON object"
+    for key, kind in shape.items():
+        value = data.get(key)
+        if isinstance(kind, dict):
+            problem = _shape_problem(value, kind, f"{where}{key}.")
+            if problem:
+                return problem
+        elif not isinstance(value, kind):
+            return f"{where}{key} is missing or not a {kind.__name__}"
+    return None
 
 
 class SessionCache:
@@ -135,12 +198,19 @@ class SessionCache:
 
     def __init__(self, work: WorkDir, directory_url: str) -> None:
         self.work = work
-        self.directory_url = directory_url
+        self._data: dict[str, Any] = {"directory_url": directory_url}
+        self._dirty = False
         try:
-            data = json.loads(work.path(SESSION).read_bytes()) if work.exists(SESSION) else {}
-        except json.JSONDecodeError:
-            data = {}
-        self._data = data if data.get("directory_url") == directory_url else {"directory_url": directory_url}
+            saved = json.loads(work.path(SESSION).read_bytes()) if work.exists(SESSION) else {}
+        except (OSError, ValueError):
+            saved = {}  # only a cache: a damaged one costs a directory GET and a newNonce HEAD
+        if isinstance(saved, dict) and saved.get("directory_url") == directory_url:
+            if isinstance(saved.get("directory"), dict) and isinstance(saved["directory"].get("newNonce"), str):
+                self._data["directory"] = saved["directory"]
+            if isinstance(saved.get("nonce"), str):
+                self._data["nonce"] = saved["nonce"]
+        # Written once when the step ends, not after each of possibly hundreds of responses.
+        atexit.register(self.save)
 
     @property
     def directory(self) -> dict[str, Any] | None:
@@ -152,8 +222,20 @@ class SessionCache:
 
     def remember_directory(self, directory: dict[str, Any]) -> None:
         self._data["directory"] = directory
-        self.work.write_json(SESSION, self._data)
+        self._dirty = True
 
     def remember_nonce(self, nonce: str) -> None:
         self._data["nonce"] = nonce
-        self.work.write_json(SESSION, self._data)
+        self._dirty = True
+
+    def forget_directory(self) -> None:
+        self._data.pop("directory", None)
+        self._dirty = True
+
+    def save(self) -> None:
+        if self._dirty:
+            self._dirty = False
+            try:
+                self.work.write_json(SESSION, self._data)
+            except OSError:
+                pass  # a cache that cannot be written only costs the next step two requests

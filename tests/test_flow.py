@@ -79,13 +79,20 @@ def test_nonce_rejection_90_percent(ca_nonce90, work):
 
 
 def test_second_order_reuses_authorizations(ca_reuse, work):
-    name = unique("reuse")
+    name, other = unique("reuse"), unique("fresh")
     ca_reuse.issue(work, [name])
     first_serial = load_chain(work)[0].serial_number
+    # Same names again: every authorization is reused, the new order is ready at once.
     runs = ca_reuse.order(work)
-    assert "already valid" in runs[1].stdout
-    assert "Answered dns-01" not in runs[1].stdout
+    assert "... ready:" in runs[0].stdout
+    assert "already ready" in runs[1].stdout and "Answered" not in runs[1].stdout
     assert load_chain(work)[0].serial_number != first_serial
+    # One known name and one new one: only the new one is proven.
+    ca_reuse.ok(3, work, "-d", name, "-d", other)
+    runs = ca_reuse.order(work)
+    assert f"{name}: already valid" in runs[1].stdout
+    assert f"Answered dns-01 for {other}" in runs[1].stdout and f"Answered dns-01 for {name}" not in runs[1].stdout
+    assert sorted(san(load_chain(work)[0])) == sorted([name, other])
 
 
 def test_failed_challenge_reports_ca_detail(ca, work):

@@ -333,11 +333,22 @@ def test_session_cache_round_trip_and_directory_change(tmp_path):
     assert cache.nonce is None and cache.directory is None
     cache.remember_directory({"newNonce": "https://ca.example/nonce"})
     cache.remember_nonce("abc")
+    assert not work.exists(state.SESSION)  # written once, when the step ends (atexit)
+    cache.save()
     again = state.SessionCache(work, "https://ca.example/dir")
     assert again.nonce == "abc"
     assert again.directory == {"newNonce": "https://ca.example/nonce"}
     other = state.SessionCache(work, "https://other.example/dir")
     assert other.nonce is None and other.directory is None
+
+
+@pytest.mark.parametrize("damaged", [
+    "[]", "{not json", '{"directory_url": "https://ca.example/dir", "directory": "x", "nonce": 5}',
+])
+def test_damaged_session_cache_is_ignored(tmp_path, damaged):
+    (tmp_path / state.SESSION).write_text(damaged)
+    cache = state.SessionCache(state.WorkDir(tmp_path), "https://ca.example/dir")
+    assert cache.directory is None and cache.nonce is None
 
 
 def test_find_challenge_picks_dns01_and_names_the_offers_when_missing():

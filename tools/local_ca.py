@@ -226,10 +226,8 @@ def start(args: argparse.Namespace) -> None:
         "externalAccountBindingRequired": False,
         "domainBlocklist": ["blocked-domain.example"],
         "retryAfter": {"authz": args.retry_after, "order": args.retry_after},
-        "profiles": {
-            "default": {"description": "The default profile", "validityPeriod": 7776000},
-            "shortlived": {"description": "A short-lived certificate profile", "validityPeriod": 518400},
-        },
+        # One profile: given several, Pebble picks one at random for orders that name none.
+        "profiles": {"default": {"description": "The default profile", "validityPeriod": 7776000}},
     }}
     (state_dir / "pebble-config.json").write_text(json.dumps(config, indent=2))
     env = {**os.environ, "PEBBLE_VA_NOSLEEP": os.environ.get("PEBBLE_VA_NOSLEEP", "1")}
