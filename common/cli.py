@@ -85,7 +85,8 @@ def _seconds(text: str) -> float:
 def run(main: Callable[[argparse.Namespace], None], p: argparse.ArgumentParser) -> NoReturn:
     """Parse the options, run ``main`` and turn its failures into one-line errors and exit statuses."""
     for stream in (sys.stdout, sys.stderr):  # a name like ☃.com must not crash a cp1252 console
-        stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = p.parse_args()
     _setup_logging(args.verbose, args.quiet)
     try:
