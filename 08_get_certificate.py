@@ -16,7 +16,7 @@ from common.errors import UsageError
 
 def main(args):
     work = cli.work_dir(args)
-    url = work.read_json(state.ORDER)["order"].get("certificate")
+    url = work.read_order()["order"].get("certificate")
     if not url:
         raise UsageError("order.json has no certificate URL yet: run 07_finalize.py first")
     key = work.read_key(state.CERT_KEY)

@@ -361,3 +361,69 @@ def test_find_challenge_picks_dns01_and_names_the_offers_when_missing():
     authz["challenges"] = [{"type": "http-01", "url": "u1"}, {"type": "tls-alpn-01", "url": "u3"}]
     with pytest.raises(AcmeError, match=r"no dns-01 challenge for example.com \(offered: http-01, tls-alpn-01\)"):
         find_challenge(authz, "dns-01")
+
+
+# --- review additions: names, contacts, problem hints, no-clobber without hard links --------------
+
+
+@pytest.mark.parametrize(("raw", "reason"), [
+    ("192.0.2.1", "IP address"),
+    ("https://example.com", "bare domain name"),
+    ("https://example.com/", "bare domain name"),
+    ("example.com:443", "bare domain name"),
+])
+def test_normalize_name_rejects_ip_url_and_port(raw, reason):
+    with pytest.raises(UsageError, match=reason):
+        normalize_name(raw)
+
+
+@pytest.mark.parametrize("raw", ["x@y.com?subject=hi", "user@例え.jp", "a@b"])
+def test_contact_uri_rejects_uri_extras_non_ascii_and_bare_host(raw):
+    with pytest.raises(UsageError, match="invalid email"):
+        contact_uri(raw)
+
+
+def test_contact_uri_accepts_plus_and_multi_label_domain():
+    assert contact_uri("first.last+tag@example.co.uk") == "mailto:first.last+tag@example.co.uk"
+
+
+def test_describe_names_one_and_many():
+    from common.names import describe_names
+
+    assert describe_names(["a.example"]) == "1 name: a.example"
+    many = [f"n{i}.example" for i in range(7)]
+    assert describe_names(many) == "7 names: n0.example, n1.example, n2.example, n3.example, n4.example and 2 more"
+
+
+def test_acme_error_lines_hint_and_empty_problem():
+    from common.errors import AcmeError
+
+    error = AcmeError("POST https://ca.example/new-order failed with HTTP 400",
+                      {"type": "urn:ietf:params:acme:error:accountDoesNotExist", "detail": "no such account"})
+    lines = error.lines()
+    assert lines[0] == "POST https://ca.example/new-order failed with HTTP 400"
+    assert "urn:ietf:params:acme:error:accountDoesNotExist: no such account" in lines[1]
+    assert any("04_new_account.py" in line for line in lines[2:])
+    assert AcmeError("cannot reach the CA").lines() == ["cannot reach the CA"]
+    assert AcmeError("cannot reach the CA", {}).lines() == ["cannot reach the CA"]
+
+
+def test_atomic_write_no_clobber_without_hard_links(tmp_path, monkeypatch):
+    """FAT and some network shares refuse os.link: create exclusively instead, still never clobbering."""
+    calls = []
+
+    def no_links(src, dst):
+        calls.append(dst)
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(state.os, "link", no_links)
+    target = tmp_path / "cert.key"
+    state.atomic_write(target, b"first", state.PRIVATE, replace=False)
+    assert calls, "os.link was not tried"
+    assert target.read_bytes() == b"first"
+    if POSIX:
+        assert _mode(target) == 0o600
+    with pytest.raises(UsageError, match="already exists"):
+        state.atomic_write(target, b"second", state.PRIVATE, replace=False)
+    assert target.read_bytes() == b"first"
+    assert [p.name for p in tmp_path.iterdir()] == ["cert.key"]  # no temp file left behind
