@@ -150,13 +150,13 @@ class Client:
     # -- nonces (§7.2) ----------------------------------------------------------------------
 
     def _take_nonce(self) -> str:
-        nonce, self._nonce = self._nonce, None
-        if nonce:
-            return nonce
-        self._send("HEAD", self.endpoint("newNonce"))
+        """The nonce for the next POST: the last one the CA handed out, else a fresh one."""
         if not self._nonce:
+            self._send("HEAD", self.endpoint("newNonce"))  # _send keeps its Replay-Nonce
+        nonce, self._nonce = self._nonce, None  # a nonce is good for one request only
+        if not nonce:
             raise AcmeError("the CA's newNonce response carried no Replay-Nonce header")
-        return self._take_nonce()
+        return nonce
 
     # -- signed requests (§6.2, §6.3) -----------------------------------------------------
 
