@@ -152,6 +152,14 @@ def ca_reuse(tmp_path_factory):
     ca.stop()
 
 
+@pytest.fixture(scope="session")
+def ca_chains(tmp_path_factory):
+    """Pebble with two intermediates per chain and two alternate roots, as CAs in a root change have."""
+    ca = _ca(tmp_path_factory, "chains", {"PEBBLE_CHAIN_LENGTH": "4", "PEBBLE_ALTERNATE_ROOTS": "2"})
+    yield ca
+    ca.stop()
+
+
 @pytest.fixture
 def work(tmp_path):
     return tmp_path / "acme-work"

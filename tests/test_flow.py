@@ -289,3 +289,18 @@ def test_unusable_work_dir_exits_2(ca, tmp_path):
     result = ca.run(1, not_a_dir)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert str(not_a_dir) in result.stderr
+
+
+def test_longer_chain_and_alternate_roots(ca_chains, work):
+    """Two intermediates and alternate chains: every intermediate is kept, in order, and exported."""
+    name = unique("chain")
+    runs = ca_chains.issue(work, [name])
+    leaf, chain = load_chain(work)
+    assert len(chain) >= 2
+    for child, parent in zip([leaf, *chain], chain):
+        assert child.issuer == parent.subject
+    assert "alternate chain" in runs[-1].stdout
+    assert_verifies(ca_chains, work, name)
+    ca_chains.ok(9, work, "--password-env", "PW", env={"PW": "chain-test"})
+    _, _, extra = pkcs12.load_key_and_certificates((work / "certificate.pfx").read_bytes(), b"chain-test")
+    assert extra == chain
