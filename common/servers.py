@@ -12,7 +12,6 @@ from .errors import UsageError
 
 STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 PRODUCTION = "https://acme-v02.api.letsencrypt.org/directory"
-SERVER_NAMES = ("pebble", "staging", "production")
 DEFAULT_SERVER = "staging"
 
 # The local test CA (tools/local_ca.py) writes its directory URL and TLS bundle here.

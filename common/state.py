@@ -228,10 +228,6 @@ class SessionCache:
         self._data["nonce"] = nonce
         self._dirty = True
 
-    def forget_directory(self) -> None:
-        self._data.pop("directory", None)
-        self._dirty = True
-
     def save(self) -> None:
         if self._dirty:
             self._dirty = False
