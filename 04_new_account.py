@@ -66,7 +66,7 @@ def _earlier_account(work):
 
 if __name__ == "__main__":
     p = cli.parser(__doc__)
-    cli.add_server_options(p, default=None)
+    cli.add_server_options(p)
     p.add_argument("--agree-tos", action="store_true", help="agree to the CA's terms of service")
     p.add_argument("--email", action="append", default=[], metavar="ADDR",
                    help="contact address for expiry and policy notices; repeat for more")

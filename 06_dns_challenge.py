@@ -22,8 +22,10 @@ from common.errors import AcmeError
 def main(args):
     work = cli.work_dir(args)
     saved = work.read_order()
-    if saved["order"]["status"] in ("ready", "valid"):
-        log.info("Order is already %s. Next: 07_finalize.py", saved["order"]["status"])
+    status = saved["order"]["status"]
+    if status in ("ready", "valid"):
+        after = "07_finalize.py" if status == "ready" else "08_get_certificate.py"
+        log.info("Order is already %s. Next: %s", status, after)
         return
     client = cli.connect_account(args, work)
     provider = PROVIDERS[args.provider].from_args(args)

@@ -23,8 +23,8 @@ def main(args):
     chain = work.read_certificates(state.CHAIN)
     if not keys.same_public_key(leaf, key):
         raise UsageError("cert.pem is not for cert.key: run 08_get_certificate.py again")
-    if not args.force and work.exists(state.PFX):
-        raise UsageError(f"{work.path(state.PFX)} already exists; keep it, or pass --force to replace it")
+    if not args.force:
+        work.refuse_existing(state.PFX)
     password = pkcs12.read_password(args.password_file, args.password_env)
 
     host = certs.san_names(leaf)[0]

@@ -39,9 +39,9 @@ def parser(doc: str | None, *, network: bool = False) -> argparse.ArgumentParser
     return p
 
 
-def add_server_options(p: argparse.ArgumentParser, *, default: str | None = None) -> None:
+def add_server_options(p: argparse.ArgumentParser) -> None:
     """--server and --ca-bundle. Without --server, a step uses what 04 recorded in account.json."""
-    p.add_argument("--server", default=default, metavar="NAME|URL",
+    p.add_argument("--server", metavar="NAME|URL",
                    help="pebble, staging, production or a directory URL (default: the server in account.json, "
                         f"else $ACME_SERVER, else {servers.DEFAULT_SERVER})")
     p.add_argument("--ca-bundle", default=os.environ.get("ACME_CA_BUNDLE"), metavar="FILE",

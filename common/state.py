@@ -72,19 +72,24 @@ def atomic_write(path: Path, data: bytes, mode: int = PUBLIC, *, replace: bool =
             os.unlink(tmp)
 
 
+def already_exists(path: Path) -> UsageError:
+    """The one error for 'this file would be lost': nothing is replaced without --force."""
+    return UsageError(f"{path} already exists; keep it, or pass --force to replace it")
+
+
 def _link_no_clobber(tmp: str, path: Path, data: bytes, mode: int) -> None:
     """Put the finished temp file at ``path`` unless something is there already."""
     try:
         os.link(tmp, path)  # fails if path exists: no-clobber in one system call
         return
     except FileExistsError:
-        raise UsageError(f"{path} already exists; keep it, or pass --force to replace it") from None
+        raise already_exists(path) from None
     except OSError:
         pass  # no hard links here (FAT, some network shares): create exclusively instead
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
     except FileExistsError:
-        raise UsageError(f"{path} already exists; keep it, or pass --force to replace it") from None
+        raise already_exists(path) from None
     with os.fdopen(fd, "wb") as f:
         f.write(data)
         f.flush()
@@ -116,10 +121,15 @@ class WorkDir:
 
     def write_bytes(self, name: str, data: bytes, *, private: bool = False, replace: bool = True) -> Path:
         """Atomic write; ``replace=False`` refuses (UsageError) to clobber an existing file."""
-        if not replace and self.exists(name):
-            raise UsageError(f"{self.path(name)} already exists; keep it, or pass --force to replace it")
+        if not replace:
+            self.refuse_existing(name)
         atomic_write(self.path(name), data, PRIVATE if private else PUBLIC, replace=replace)
         return self.path(name)
+
+    def refuse_existing(self, name: str) -> None:
+        """UsageError if ``name`` exists: check before work that would be wasted (a password prompt)."""
+        if self.exists(name):
+            raise already_exists(self.path(name))
 
     def read_json(self, name: str, shape: dict[str, Any] | None = None) -> dict[str, Any]:
         """Parse a JSON file, checking it has the keys and types in ``shape``."""
