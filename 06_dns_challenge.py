@@ -41,7 +41,7 @@ def main(args):
             continue
         if authz["status"] != "pending":
             raise AcmeError(f"the authorization for {label} is {authz['status']}: run 05_new_order.py for a new order")
-        challenge = challenges.find_challenge(authz, challenges.DNS01)
+        challenge = rfc8555.find_challenge(authz, challenges.DNS01)
         key_authz = challenges.key_authorization(challenge["token"], thumbprint)
         record = TxtRecord(challenges.dns01_record_name(name), challenges.dns01_txt_value(key_authz))
         todo.append((label, challenge, record))

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 from .encoding import b64url
-from .errors import AcmeError
 
 DNS01 = "dns-01"
 
@@ -24,13 +22,3 @@ def dns01_txt_value(key_authz: str) -> str:
 def dns01_record_name(identifier: str) -> str:
     """Where the TXT record goes. A wildcard's authorization names its base domain (§7.1.4)."""
     return "_acme-challenge." + identifier.removeprefix("*.")
-
-
-def find_challenge(authz: dict[str, Any], challenge_type: str) -> dict[str, Any]:
-    """The challenge of ``challenge_type`` in an authorization, or an AcmeError listing the offers."""
-    for challenge in authz.get("challenges", []):
-        if challenge.get("type") == challenge_type:
-            return challenge
-    offered = ", ".join(c.get("type", "?") for c in authz.get("challenges", [])) or "none"
-    name = (authz.get("identifier") or {}).get("value", "?")
-    raise AcmeError(f"the CA offers no {challenge_type} challenge for {name} (offered: {offered})")

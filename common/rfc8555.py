@@ -110,3 +110,13 @@ def failed_authorizations(client: Client, order: dict[str, Any]) -> list[dict[st
             if challenge.get("error"):
                 subproblems.append({**challenge["error"], "identifier": authz.get("identifier")})
     return subproblems
+
+
+def find_challenge(authz: dict[str, Any], challenge_type: str) -> dict[str, Any]:
+    """The challenge of ``challenge_type`` in an authorization, or an AcmeError listing the offers."""
+    for challenge in authz.get("challenges", []):
+        if challenge.get("type") == challenge_type:
+            return challenge
+    offered = ", ".join(c.get("type", "?") for c in authz.get("challenges", [])) or "none"
+    name = (authz.get("identifier") or {}).get("value", "?")
+    raise AcmeError(f"the CA offers no {challenge_type} challenge for {name} (offered: {offered})")

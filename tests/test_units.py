@@ -352,8 +352,8 @@ def test_damaged_session_cache_is_ignored(tmp_path, damaged):
 
 
 def test_find_challenge_picks_dns01_and_names_the_offers_when_missing():
-    from common.challenges import find_challenge
     from common.errors import AcmeError
+    from common.rfc8555 import find_challenge
 
     authz = {"identifier": {"type": "dns", "value": "example.com"},
              "challenges": [{"type": "http-01", "url": "u1"}, {"type": "dns-01", "url": "u2"}]}
