@@ -34,9 +34,8 @@ def main(args):
         raise UsageError(f"read the CA's terms of service {where}, then run again with --agree-tos")
 
     log.info("Registering account%s...", f" for {', '.join(args.email)}" if args.email else "")
-    resp, created = rfc8555.new_account(client, contacts, agree_tos=True)
-    log.info("%s: %s", "Account created" if created else "Account already exists for this key", resp.location)
-    account = resp.body
+    account_url, account, created = rfc8555.new_account(client, contacts, agree_tos=True)
+    log.info("%s: %s", "Account created" if created else "Account already exists for this key", account_url)
     if not created and contacts and sorted(contacts) != sorted(account.get("contact") or []):
         log.info("Updating its contacts to %s...", ", ".join(args.email))
         account = rfc8555.update_account(client, {"contact": contacts})
@@ -44,7 +43,7 @@ def main(args):
     work.write_json(state.ACCOUNT, {
         "directory_url": client.directory_url,
         "ca_bundle": os.path.abspath(client.ca_bundle) if client.ca_bundle else None,
-        "account_url": resp.location,
+        "account_url": account_url,
         "key_thumbprint": jws.key_thumbprint(client.key),  # later steps check account.key still matches
         "status": account.get("status"),
         "contact": account.get("contact", []),

@@ -17,10 +17,9 @@ def main(args):
     work = cli.work_dir(args)
     domains = certs.san_names(work.read_csr())
     client = cli.connect_account(args, work)
-    resp = rfc8555.new_order(client, domains)
-    work.write_json(state.ORDER, {"url": resp.location, "order": resp.body})
-    status = resp.body.get("status")
-    log.info("Creating order for %s... %s: %s", names.count(len(domains), "name"), status, resp.location)
+    url, order = rfc8555.new_order(client, domains)
+    work.write_json(state.ORDER, {"url": url, "order": order})
+    log.info("Creating order for %s... %s: %s", names.count(len(domains), "name"), order["status"], url)
 
 
 if __name__ == "__main__":

@@ -13,10 +13,11 @@ Reads:  order.json, account.json, account.key, session.json
 Writes: order.json (the order, now ready)
 """
 
-from common import challenges, cli, jws, names, rfc8555, state
+from common import challenges, cli, jws, names, rfc8555, state, validation
 from common.cli import log
 from common.dns_providers import PROVIDERS, TxtRecord, remove_quietly
-from common.errors import AcmeError
+
+STEP = "06_dns_challenge.py"
 
 
 def main(args):
@@ -31,53 +32,42 @@ def main(args):
     provider = PROVIDERS[args.provider].from_args(args)
     thumbprint = jws.key_thumbprint(client.key)
 
-    todo = []  # (name, challenge, record) for every authorization still to prove
-    for url in saved["order"]["authorizations"]:
-        authz = rfc8555.get_authorization(client, url)
-        name = authz["identifier"]["value"]
-        label = f"*.{name}" if authz.get("wildcard") else name
-        if authz["status"] == "valid":
-            log.info("%s: already valid (the CA reused an earlier authorization)", label)
-            continue
-        if authz["status"] != "pending":
-            raise AcmeError(f"the authorization for {label} is {authz['status']}: run 05_new_order.py for a new order")
-        challenge = rfc8555.find_challenge(authz, challenges.DNS01)
-        key_authz = challenges.key_authorization(challenge["token"], thumbprint)
-        record = TxtRecord(challenges.dns01_record_name(name), challenges.dns01_txt_value(key_authz))
-        todo.append((label, challenge, record))
+    tasks = validation.open_tasks(client, saved, challenges.DNS01)
+    records = []
+    for task in tasks:
+        key_authz = challenges.key_authorization(task.challenge["token"], thumbprint)
+        name = task.authz["identifier"]["value"]
+        records.append(TxtRecord(challenges.dns01_record_name(name), challenges.dns01_txt_value(key_authz)))
 
-    order = saved["order"]
-    if todo:
-        records = [record for _, _, record in todo]
+    first_wait = args.first_wait
+    if tasks:
         log.info("Publishing %s with %s...", names.count(len(records), "TXT record"), provider.name)
+        for record in records:
+            log.info("  %s TXT %s", record.name, record.value)
         try:
             provider.publish(records)
             provider.wait_until_visible(records, timeout=args.timeout)
-            first_wait = args.first_wait
-            for label, challenge, record in todo:
-                resp = rfc8555.answer_challenge(client, challenge["url"])
-                first_wait = max(first_wait, resp.retry_after or 0)
-                log.info("Answered dns-01 for %s (%s TXT %s)", label, record.name, record.value)
+            saved["answered"] = saved.get("answered", []) + [task.challenge["url"] for task in tasks]
+            work.write_json(state.ORDER, saved)  # so a re-run knows these were this order's own
+            first_wait = validation.answer(client, tasks, first_wait)
             log.info("Waiting for the CA to validate...")
-            order = rfc8555.wait_for_order(client, saved["url"], ("pending",), timeout=args.timeout,
-                                           first_wait=first_wait)
+            order = validation.wait_until_ready(client, saved, first_wait, STEP)
         finally:
             log.info("Removing TXT records...")
             remove_quietly(provider, records)
     else:  # every authorization was reused: the order should be ready already
-        order = rfc8555.wait_for_order(client, saved["url"], ("pending",), timeout=args.timeout)
+        order = validation.wait_until_ready(client, saved, 0.0, STEP)
 
     work.write_json(state.ORDER, {**saved, "order": order})
-    if order.get("status") not in ("ready", "valid"):
+    if order["status"] not in ("ready", "valid"):
         raise rfc8555.order_failure(client, order)
     log.info("Order is %s: every name is proven. Next: 07_finalize.py", order["status"])
-
 
 if __name__ == "__main__":
     p = cli.parser(__doc__, network=True)
     p.add_argument("--provider", choices=sorted(PROVIDERS), required=True,
                    help="; ".join(f"{name}: {cls.help}" for name, cls in sorted(PROVIDERS.items())))
-    cli.add_poll_options(p, waiting_for="DNS and validation (each)", first_wait=0.25)
+    cli.add_poll_options(p, first_wait=0.25)
     for provider_class in PROVIDERS.values():
         provider_class.add_arguments(p)
     cli.run(main, p)

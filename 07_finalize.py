@@ -19,6 +19,8 @@ NOT_YET = {
     "pending": "prove the names first with 06_dns_challenge.py",
     "invalid": "it cannot be finalized; start a new order with 05_new_order.py",
 }
+RESUME = ("order.json keeps the order as processing: run 07_finalize.py again to keep waiting "
+          "(it polls the order; the CSR is not sent twice)")
 
 
 def main(args):
@@ -35,21 +37,21 @@ def main(args):
     first_wait = args.first_wait
     if status == "ready":
         log.info("Finalizing order with %s...", work.path(state.CSR))
-        resp = rfc8555.finalize(client, saved["order"]["finalize"], certs.csr_der(csr))
-        order = resp.body
-        first_wait = first_wait if resp.retry_after is None else resp.retry_after
+        order, retry_after = rfc8555.finalize(client, saved["order"]["finalize"], certs.csr_der(csr))
+        work.write_json(state.ORDER, {**saved, "order": order})  # a re-run now polls instead of finalizing again
+        first_wait = max(first_wait, retry_after or 0.0)
     else:  # "processing": finalized by an earlier run that stopped before the end
         order = saved["order"]
-    if order.get("status") == "processing":
-        order = rfc8555.wait_for_order(client, saved["url"], ("processing",), timeout=args.timeout,
-                                       first_wait=first_wait)
-    work.write_json(state.ORDER, {**saved, "order": order})
-    if order.get("status") != "valid":
-        raise AcmeError(f"the order is {order.get('status')}, not valid", order.get("error"))
+        log.info("Order is processing (finalized by an earlier run); waiting for the certificate...")
+    if order["status"] == "processing":
+        order = rfc8555.wait_for_order(client, saved["url"], ("processing",), status="processing",
+                                       first_wait=first_wait, hint=RESUME)
+        work.write_json(state.ORDER, {**saved, "order": order})
+    if order["status"] != "valid":
+        raise AcmeError(f"the order is {order['status']}, not valid", order.get("error"))
     log.info("Order is valid; certificate at %s. Next: 08_get_certificate.py", order["certificate"])
-
 
 if __name__ == "__main__":
     p = cli.parser(__doc__, network=True)
-    cli.add_poll_options(p, waiting_for="issuance", first_wait=0.5)
+    cli.add_poll_options(p, first_wait=0.5)
     cli.run(main, p)

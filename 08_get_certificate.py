@@ -3,7 +3,8 @@
 
 POST-as-GET the order's certificate URL asking for application/pem-certificate-chain: the
 leaf first, then the intermediates. Before saving, check what came back: the leaf must hold
-cert.key's public key and exactly the CSR's names.
+cert.key's public key and exactly the CSR's names, be valid now and not be a CA, and each
+certificate must be signed by the next. Nothing is written unless all of that holds.
 
 Reads:  order.json, cert.key, cert.csr, account.json, account.key, session.json
 Writes: cert.pem (the leaf), chain.pem (the intermediates), fullchain.pem (both, for servers)
@@ -25,8 +26,9 @@ def main(args):
 
     log.info("Downloading certificate...")
     resp = rfc8555.download_certificate(client, url)
-    leaf, *intermediates = certs.split_pem_chain(resp.body)
+    leaf, *intermediates = chain = certs.split_pem_chain(resp.body)
     certs.check_certificate(leaf, key, domains)
+    certs.check_chain(chain)
     work.write_bytes(state.CERT, certs.certs_to_pem([leaf]))
     work.write_bytes(state.CHAIN, certs.certs_to_pem(intermediates))
     work.write_bytes(state.FULLCHAIN, certs.certs_to_pem([leaf, *intermediates]))

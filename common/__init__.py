@@ -2,15 +2,16 @@
 
 Each module holds one concern, so a reader can copy one piece without the rest:
 
-- ``encoding``   base64url and JSON as JOSE wants them
 - ``keys``       generating, loading and saving account and certificate keys
-- ``jws``        JWK, thumbprint and JWS signing (RFC 7515, 7517, 7638)
-- ``errors``     the two kinds of failure a step reports (bad input, CA said no)
-- ``http``       the ACME transport: nonces, signed POSTs, retries, polling (RFC 8555 §6)
+- ``jws``        base64url, JWK, thumbprint and JWS signing (RFC 7515, 7517, 7638); copy it alone
+- ``errors``     the ways a step ends early (bad input, CA said no, a signal)
+- ``http``       the ACME transport: nonces, signed POSTs, retries, polling, deadlines (RFC 8555 §6)
+- ``resources``  the shapes of the CA's objects, checked before use (RFC 8555 §7.1)
 - ``rfc8555``    one function per ACME endpoint (RFC 8555 §7)
+- ``validation`` what every challenge step shares: open authorizations, answers, the wait
 - ``names``      domain-name checks and IDN conversion
 - ``certs``      the certificate signing request, the issued chain and its checks
-- ``challenges`` key authorizations and the dns-01 TXT value (RFC 8555 §8)
+- ``challenges`` key authorizations and every challenge's record or file (RFC 8555 §8); copy it alone
 - ``dns_providers`` where TXT records get published
 - ``pkcs12``     the .pfx bundle for Windows and IIS, its password, the import commands
 - ``servers``    named ACME servers, the local test CA and TLS trust

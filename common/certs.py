@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import datetime
+
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 from .errors import AcmeError, UsageError
 from .keys import PrivateKey, same_public_key
 
+# A leaf that starts a few minutes in the future is a clock difference, not a broken certificate.
+CLOCK_SKEW = datetime.timedelta(minutes=5)
 # X.520 upper bound for a common name; longer names can only live in the SAN.
 MAX_CN_LENGTH = 64
 
@@ -84,6 +89,36 @@ def check_certificate(cert: x509.Certificate, key: PrivateKey, names: list[str])
         raise AcmeError("the certificate's public key is not cert.key's: do not install it")
     if sorted(san_names(cert)) != sorted(names):
         raise AcmeError(f"the certificate names {san_names(cert)} differ from the CSR's {names}")
+
+
+def check_chain(chain: list[x509.Certificate], now: datetime.datetime | None = None) -> None:
+    """The chain must hold together before it is saved: a leaf that is not a CA and is valid now,
+    each certificate signed by the next one (RFC 5280 §6.1, reduced to what a client can check
+    without knowing the roots)."""
+    leaf = chain[0]
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    if _is_ca(leaf):
+        raise AcmeError("the CA sent a CA certificate where the leaf belongs: do not install it")
+    if now + CLOCK_SKEW < leaf.not_valid_before_utc:
+        raise AcmeError(f"the certificate is not valid before {leaf.not_valid_before_utc:%Y-%m-%d %H:%M} UTC "
+                        "(is this machine's clock right?)")
+    if now > leaf.not_valid_after_utc:
+        raise AcmeError(f"the certificate expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC")
+    for position, (cert, issuer) in enumerate(zip(chain, chain[1:], strict=False), start=1):
+        try:
+            cert.verify_directly_issued_by(issuer)
+        except (ValueError, TypeError, InvalidSignature) as exc:
+            raise AcmeError(f"certificate {position} of the chain is not signed by certificate {position + 1} "
+                            f"({exc or type(exc).__name__}): the CA sent a broken chain") from None
+        if not _is_ca(issuer):
+            raise AcmeError(f"certificate {position + 1} of the chain signs another but is not a CA certificate")
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
 
 
 def describe_certificate(cert: x509.Certificate) -> list[str]:

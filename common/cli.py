@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from . import jws, keys, servers, state
-from .errors import AcmeError, UsageError
+from .errors import AcmeError, Interrupted, UsageError, printable
 
 if TYPE_CHECKING:
     from .http import Client
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("acme")
 
 EXIT_OK, EXIT_CA, EXIT_USAGE = 0, 1, 2
+DEFAULT_TIMEOUT = 300.0
+# Signals that end a step the way Ctrl-C does, so its cleanup runs (exit status 128 + N).
+TERMINATING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 def parser(doc: str | None, *, network: bool = False) -> argparse.ArgumentParser:
@@ -40,12 +44,18 @@ def parser(doc: str | None, *, network: bool = False) -> argparse.ArgumentParser
 
 
 def add_server_options(p: argparse.ArgumentParser) -> None:
-    """--server and --ca-bundle. Without --server, a step uses what 04 recorded in account.json."""
+    """--server, --ca-bundle, --allow-host and --timeout. Without --server, a step uses account.json's server."""
     p.add_argument("--server", metavar="NAME|URL",
                    help="pebble, staging, production or a directory URL (default: the server in account.json, "
                         f"else $ACME_SERVER, else {servers.DEFAULT_SERVER})")
     p.add_argument("--ca-bundle", default=os.environ.get("ACME_CA_BUNDLE"), metavar="FILE",
                    help="also trust this CA for the server's TLS (default: $ACME_CA_BUNDLE)")
+    p.add_argument("--allow-host", action="append", metavar="HOST",
+                   default=os.environ.get("ACME_ALLOW_HOSTS", "").replace(",", " ").split(),
+                   help="also follow URLs the CA sends on HOST, besides the directory's own host; repeatable "
+                        "(default: $ACME_ALLOW_HOSTS, comma-separated)")
+    p.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                   help="give up after this long, waits the CA asks for included (default: %(default)s)")
 
 
 def add_key_options(p: argparse.ArgumentParser, *, default: str, file: str, why: str) -> None:
@@ -64,12 +74,11 @@ def create_key(args: argparse.Namespace, name: str, replaced_warning: str) -> No
     log.info("Wrote %s (%s)", work.path(name), keys.describe_key(key))
 
 
-def add_poll_options(p: argparse.ArgumentParser, *, waiting_for: str, first_wait: float) -> None:
-    """--timeout and --first-wait, for the steps that poll the order (06 and 07)."""
-    p.add_argument("--timeout", type=_seconds, default=300.0, metavar="SECONDS",
-                   help=f"give up waiting for {waiting_for} after this long (default: %(default)s)")
+def add_poll_options(p: argparse.ArgumentParser, *, first_wait: float) -> None:
+    """--first-wait, for the steps that poll the order (06 and 07)."""
     p.add_argument("--first-wait", type=_seconds, default=first_wait, metavar="SECONDS",
-                   help="pause before the first poll when the CA sends no Retry-After (default: %(default)s)")
+                   help="pause at least this long before the first poll; a longer Retry-After from the CA "
+                        "wins (default: %(default)s)")
 
 
 def _seconds(text: str) -> float:
@@ -89,27 +98,44 @@ def run(main: Callable[[argparse.Namespace], None], p: argparse.ArgumentParser) 
             stream.reconfigure(errors="backslashreplace")
     args = p.parse_args()
     _setup_logging(args.verbose, args.quiet)
+    for signum in TERMINATING:
+        signal.signal(signum, _interrupt)
     try:
         main(args)
         _flush_stdout()
     except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _error(str(exc))
         sys.exit(EXIT_USAGE)
     except AcmeError as exc:
-        print("error: " + "\n".join(exc.lines()), file=sys.stderr)
+        _error(*exc.lines())
         sys.exit(EXIT_CA)
     except OSError as exc:  # an unwritable --dir, a full disk: the user's to fix
-        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        _error(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
         sys.exit(EXIT_USAGE)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(128 + signal.SIGINT)
+    except Interrupted as exc:
+        print(f"interrupted by {exc}", file=sys.stderr)
+        sys.exit(128 + exc.signum)
     except Exception as exc:  # a bug: still one line, the traceback only with -v
         if args.verbose:
             raise
-        print(f"internal error: {type(exc).__name__}: {exc} (run again with -v for the traceback)", file=sys.stderr)
+        _error(f"internal error: {type(exc).__name__}: {exc} (run again with -v for the traceback)")
         sys.exit(EXIT_CA)
     sys.exit(EXIT_OK)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM/SIGHUP: raise, so ``finally`` blocks clean up (records, temporary files) as on Ctrl-C."""
+    for other in TERMINATING:
+        signal.signal(other, signal.SIG_IGN)  # a second signal must not cut the cleanup short
+    raise Interrupted(signum, signal.Signals(signum).name)
+
+
+def _error(*lines: str) -> None:
+    """Print an error; control characters a CA may have put in it are escaped."""
+    print("error: " + "\n".join(printable(line) for line in lines), file=sys.stderr)
 
 
 def work_dir(args: argparse.Namespace) -> state.WorkDir:
@@ -136,6 +162,8 @@ def connect(args: argparse.Namespace, work: state.WorkDir, *, account: dict | No
         key=key,
         kid=recorded.get("account_url") if same_server else None,
         store=state.SessionCache(work, directory_url),
+        allowed_hosts=tuple(args.allow_host),
+        timeout=args.timeout,
     )
     client.ca_bundle = bundle  # recorded by step 04 so later steps trust the same CA
     return client
@@ -166,6 +194,15 @@ class _BelowWarning(logging.Filter):
         return record.levelno < logging.WARNING
 
 
+class _PrintableArgs(logging.Filter):
+    """Escape control characters in the values a log line shows: they may come from the CA."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(printable(str(a)) if isinstance(a, (str, BaseException)) else a for a in record.args)
+        return True
+
+
 def _setup_logging(verbose: bool, quiet: bool) -> None:
     """Progress to stdout, warnings to stderr; -v adds the wire, -q leaves errors only."""
     out = logging.StreamHandler(sys.stdout)
@@ -174,6 +211,7 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
     err.setLevel(logging.WARNING)
     for handler in (out, err):
         handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.addFilter(_PrintableArgs())
         log.addHandler(handler)
     # -q keeps warnings: they say what a --force just destroyed.
     log.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)

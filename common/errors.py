@@ -1,7 +1,9 @@
-"""The two ways a step can fail, mapped to exit statuses by :mod:`common.cli`."""
+"""The ways a step can end early, mapped to exit statuses by :mod:`common.cli`."""
 
 from __future__ import annotations
 
+import json
+import unicodedata
 from typing import Any
 
 # What to do about the problem types a step's user can fix (RFC 8555 §6.7).
@@ -13,6 +15,10 @@ HINTS = {
     "userActionRequired": "the CA needs you to do something, e.g. accept new terms: see the detail",
 }
 
+# A CA's detail is for people, but a hostile one could send a megabyte; show this much of each field.
+MAX_FIELD = 500
+MAX_SUBPROBLEMS = 50
+
 
 class UsageError(Exception):
     """Bad input or a missing earlier step: exit status 2, one line saying what to do."""
@@ -21,27 +27,82 @@ class UsageError(Exception):
 class AcmeError(Exception):
     """The CA or the network said no: exit status 1.
 
-    ``problem`` is the RFC 7807 problem document the CA sent (RFC 8555 §6.7), if any.
+    ``problem`` is the RFC 7807 problem document the CA sent (RFC 8555 §6.7), if any; it is
+    shown as sent, whatever its shape, since a broken CA is exactly when the user needs it.
+    ``status`` and ``retry_after`` come from the HTTP response, when there was one.
     """
 
-    def __init__(self, message: str, problem: dict[str, Any] | None = None) -> None:
+    def __init__(self, message: str, problem: Any = None, *, status: int | None = None,
+                 retry_after: float | None = None) -> None:
         super().__init__(message)
-        self.problem = problem or {}
+        self.problem: dict[str, Any] = problem if isinstance(problem, dict) else {}
+        self.status = status
+        self.retry_after = retry_after
 
     @property
     def type(self) -> str:
-        return str(self.problem.get("type", ""))
+        return _text(self.problem.get("type", ""))
 
     def lines(self) -> list[str]:
         """The message, the problem type and detail, then each subproblem (§6.7.1)."""
         out = [str(self)]
         if self.problem.get("type") or self.problem.get("detail"):
-            out.append(f"  {self.problem.get('type', 'about:blank')}: {self.problem.get('detail', '')}")
+            out.append(f"  {_text(self.problem.get('type') or 'about:blank')}: {_text(self.problem.get('detail'))}")
         hint = HINTS.get(self.type.rsplit(":", 1)[-1])
         if hint:
             out.append(f"  ({hint})")
-        for sub in self.problem.get("subproblems", []) or []:
-            ident = sub.get("identifier") or {}
-            who = f"{ident.get('type', '?')}:{ident.get('value', '?')}" if ident else "-"
-            out.append(f"    {who}: {sub.get('type', '')}: {sub.get('detail', '')}")
+        subproblems = self.problem.get("subproblems")
+        if isinstance(subproblems, list):
+            out += [f"    {_subproblem(sub)}" for sub in subproblems[:MAX_SUBPROBLEMS]]
+            if len(subproblems) > MAX_SUBPROBLEMS:
+                out.append(f"    ... and {len(subproblems) - MAX_SUBPROBLEMS} more")
+        elif subproblems is not None:
+            out.append(f"    (subproblems that are not a list: {_text(subproblems)})")
         return out
+
+
+class StepTimeoutError(AcmeError):
+    """The step's --timeout ran out while waiting for the CA."""
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGHUP, raised like KeyboardInterrupt so every ``finally`` cleans up (exit 128+N)."""
+
+    def __init__(self, signum: int, name: str) -> None:
+        super().__init__(name)
+        self.signum = signum
+
+
+def _subproblem(sub: Any) -> str:
+    """'dns:example.com: urn:...:dns: detail' for a well-formed subproblem, the raw text otherwise."""
+    if not isinstance(sub, dict):
+        return _text(sub)
+    ident = sub.get("identifier")
+    if isinstance(ident, dict):
+        who = f"{_text(ident.get('type', '?'))}:{_text(ident.get('value', '?'))}"
+    else:
+        who = _text(ident) if ident else "-"
+    return f"{who}: {_text(sub.get('type', ''))}: {_text(sub.get('detail', ''))}"
+
+
+def _text(value: Any) -> str:
+    """Any JSON value as bounded, printable text."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return printable(text[:MAX_FIELD] + ("..." if len(text) > MAX_FIELD else ""))
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped, so a CA's string cannot break lines or drive the terminal.
+
+    Newlines, ESC and the other C0/C1 controls, Unicode line separators and bidi overrides
+    become ``\\n``, ``\\x1b``, ``\\u2028`` ...; everything else is left as it is.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == " " else _escape(c) for c in text)
+
+
+def _escape(c: str) -> str:
+    if unicodedata.category(c) == "Zs":  # a no-break or other space: harmless
+        return c
+    return c.encode("unicode_escape").decode("ascii")

@@ -1,16 +1,17 @@
 """One function per ACME endpoint, in the order a certificate needs them (RFC 8555 §7.3-7.4).
 
-Each takes a :class:`common.http.Client` and returns what the CA said; the numbered steps
-decide what to do with it.
+Each takes a :class:`common.http.Client` and returns what the CA said, checked (see
+:mod:`common.resources`); the numbered steps decide what to do with it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .encoding import b64url
+from . import resources
 from .errors import AcmeError
 from .http import PEM_CHAIN, Client, Response
+from .jws import b64url
 
 
 def terms_of_service(client: Client) -> str | None:
@@ -18,11 +19,11 @@ def terms_of_service(client: Client) -> str | None:
     return (client.directory.get("meta") or {}).get("termsOfService")
 
 
-def new_account(client: Client, contact: list[str], *, agree_tos: bool) -> tuple[Response, bool]:
+def new_account(client: Client, contact: list[str], *, agree_tos: bool) -> tuple[str, dict[str, Any], bool]:
     """Create the account, or find the one this key already has (§7.3, §7.3.1).
 
-    Signed with ``jwk`` since no account URL exists yet. Returns the response and whether
-    the account is new: 201 Created, versus 200 OK for a key the CA already knows.
+    Signed with ``jwk`` since no account URL exists yet. Returns the account URL, the account
+    and whether it is new: 201 Created, versus 200 OK for a key the CA already knows.
     """
     payload: dict[str, Any] = {"termsOfServiceAgreed": agree_tos}
     if contact:
@@ -30,53 +31,78 @@ def new_account(client: Client, contact: list[str], *, agree_tos: bool) -> tuple
     resp = client.post(client.endpoint("newAccount"), payload, use_jwk=True)
     if not resp.location:
         raise AcmeError("the CA's newAccount response has no Location header (the account URL)")
+    account = client.checked(resources.account, resp, "account")
     client.kid = resp.location  # from now on requests name the account instead of carrying the key
-    return resp, resp.status == 201
+    return resp.location, account, resp.status == 201
 
 
 def update_account(client: Client, changes: dict[str, Any]) -> dict[str, Any]:
     """Change the account, e.g. its contacts: POST the new fields to the account URL (§7.3.2)."""
     if not client.kid:
         raise AcmeError("internal error: no account URL to update")
-    return client.post(client.kid, changes).body
+    return client.checked(resources.account, client.post(client.kid, changes), "account")
 
 
-def new_order(client: Client, names: list[str]) -> Response:
-    """Ask for a certificate for ``names`` (§7.4); the order URL comes back in Location."""
+def new_order(client: Client, names: list[str]) -> tuple[str, dict[str, Any]]:
+    """Ask for a certificate for ``names`` (§7.4); returns the order URL (Location) and the order.
+
+    The order must be for exactly the names asked: everything later (which records step 06
+    publishes) trusts its identifiers.
+    """
     identifiers = [{"type": "dns", "value": name} for name in names]
     resp = client.post(client.endpoint("newOrder"), {"identifiers": identifiers})
     if not resp.location:
         raise AcmeError("the CA's newOrder response has no Location header (the order URL)")
-    return resp
+    order = client.checked(resources.order, resp, "order")
+    got = sorted((i["type"], i["value"].lower()) for i in order["identifiers"])
+    if got != sorted(("dns", name) for name in names):
+        raise AcmeError(f"the CA's order is for other names than asked: {[v for _, v in got]} instead of {names}")
+    return resp.location, order
 
 
 def get_authorization(client: Client, url: str) -> dict[str, Any]:
     """Fetch one authorization with its challenges (§7.5)."""
-    return client.post_as_get(url).body
+    return client.checked(resources.authorization, client.post_as_get(url), "authorization")
 
 
-def answer_challenge(client: Client, url: str) -> Response:
+def find_challenge(authz: dict[str, Any], challenge_type: str) -> dict[str, Any]:
+    """The challenge of ``challenge_type`` in an authorization, or an AcmeError listing the offers."""
+    for challenge in authz["challenges"]:
+        if challenge["type"] == challenge_type:
+            return challenge
+    offered = ", ".join(c["type"] for c in authz["challenges"]) or "none"
+    raise AcmeError(f"the CA offers no {challenge_type} challenge for {resources.identifier_label(authz)} "
+                    f"(offered: {offered})")
+
+
+def answer_challenge(client: Client, url: str) -> tuple[dict[str, Any], float | None]:
     """Tell the CA the challenge is ready to be checked: POST ``{}`` to it (§7.5.1).
 
-    The response may carry a Retry-After saying when the result is worth asking for.
+    Returns the challenge as it now stands and the response's Retry-After, which says when
+    the result is worth asking for.
     """
-    return client.post(url, {})
+    resp = client.post(url, {})
+    return client.checked(resources.challenge, resp, "challenge"), resp.retry_after
 
 
-def wait_for_order(
-    client: Client, order_url: str, waiting: tuple[str, ...], *, timeout: float, first_wait: float | None = None
-) -> dict[str, Any]:
+def wait_for_order(client: Client, order_url: str, waiting: tuple[str, ...], *, status: str, hint: str,
+                   first_wait: float | None = None) -> dict[str, Any]:
     """Poll the order until its status leaves ``waiting`` (§7.1.6, §7.4).
 
     One order poll replaces a poll per authorization: the order turns ``ready`` only once
-    every authorization is valid.
+    every authorization is valid. ``hint`` says what to do if the step's timeout runs out.
     """
-    return client.poll(order_url, waiting, timeout=timeout, first_wait=first_wait).body
+    return client.poll(order_url, waiting, check=lambda resp: client.checked(resources.order, resp, "order"),
+                       status=status, hint=hint, first_wait=first_wait)
 
 
-def finalize(client: Client, finalize_url: str, csr_der: bytes) -> Response:
-    """Send the CSR once the order is ready (§7.4): the body is the DER CSR in base64url."""
-    return client.post(finalize_url, {"csr": b64url(csr_der)})
+def finalize(client: Client, finalize_url: str, csr_der: bytes) -> tuple[dict[str, Any], float | None]:
+    """Send the CSR once the order is ready (§7.4): the body is the DER CSR in base64url.
+
+    Returns the order as it now stands (usually ``processing``) and the response's Retry-After.
+    """
+    resp = client.post(finalize_url, {"csr": b64url(csr_der)})
+    return client.checked(resources.order, resp, "order"), resp.retry_after
 
 
 def download_certificate(client: Client, url: str) -> Response:
@@ -90,33 +116,31 @@ def download_certificate(client: Client, url: str) -> Response:
 def order_failure(client: Client, order: dict[str, Any]) -> AcmeError:
     """Why an order went invalid: the CA's problem, with one subproblem per failed name (§7.1.3).
 
-    When the order's error lists no subproblems, each failed authorization is fetched for
-    its challenge's error, so every name says what went wrong.
+    Each failed authorization is fetched for its challenge's error as well, so every name says
+    what went wrong even when the CA's subproblems leave some out.
     """
-    problem = dict(order.get("error") or {})
-    if not problem.get("subproblems"):
-        problem["subproblems"] = failed_authorizations(client, order)
-    return AcmeError(f"the order is {order.get('status')}: the CA could not validate every name", problem)
+    problem = order.get("error") if isinstance(order.get("error"), dict) else {}
+    listed = problem.get("subproblems") if isinstance(problem.get("subproblems"), list) else []
+    named = {_identifier_value(sub) for sub in listed}
+    extra = [sub for sub in failed_authorizations(client, order) if _identifier_value(sub) not in named]
+    return AcmeError(f"the order is {order['status']}: the CA could not validate every name",
+                     {**problem, "subproblems": listed + extra})
 
 
 def failed_authorizations(client: Client, order: dict[str, Any]) -> list[dict[str, Any]]:
-    """Subproblems for every invalid authorization of an order, fetched to explain a failure."""
+    """Subproblems for every authorization of an order that is not valid, fetched to explain a failure."""
     subproblems = []
-    for url in order.get("authorizations", []):
+    for url in order["authorizations"]:
         authz = get_authorization(client, url)
-        if authz.get("status") == "valid":
+        if authz["status"] == "valid":
             continue
-        for challenge in authz.get("challenges", []):
-            if challenge.get("error"):
-                subproblems.append({**challenge["error"], "identifier": authz.get("identifier")})
+        errors = [c["error"] for c in authz["challenges"] if c.get("error")]
+        for error in errors or [{"detail": f"the authorization is {authz['status']}, with no challenge error"}]:
+            error = error if isinstance(error, dict) else {"detail": error}
+            subproblems.append({**error, "identifier": authz["identifier"]})
     return subproblems
 
 
-def find_challenge(authz: dict[str, Any], challenge_type: str) -> dict[str, Any]:
-    """The challenge of ``challenge_type`` in an authorization, or an AcmeError listing the offers."""
-    for challenge in authz.get("challenges", []):
-        if challenge.get("type") == challenge_type:
-            return challenge
-    offered = ", ".join(c.get("type", "?") for c in authz.get("challenges", [])) or "none"
-    name = (authz.get("identifier") or {}).get("value", "?")
-    raise AcmeError(f"the CA offers no {challenge_type} challenge for {name} (offered: {offered})")
+def _identifier_value(subproblem: Any) -> str:
+    ident = subproblem.get("identifier") if isinstance(subproblem, dict) else None
+    return str(ident.get("value") if isinstance(ident, dict) else ident)

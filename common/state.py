@@ -10,9 +10,11 @@ import atexit
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import resources
 from .errors import UsageError
 from .keys import PrivateKey, key_from_pem, key_to_pem, same_public_key
 
@@ -30,9 +32,6 @@ CHAIN = "chain.pem"
 FULLCHAIN = "fullchain.pem"
 PFX = "certificate.pfx"
 
-# The parts of account.json and order.json later steps rely on, with their types.
-ACCOUNT_SHAPE: dict[str, Any] = {"directory_url": str, "account_url": str}
-ORDER_SHAPE: dict[str, Any] = {"url": str, "order": {"status": str, "authorizations": list, "finalize": str}}
 
 # Which script writes each file, so a missing file can name the step to run.
 MADE_BY = {
@@ -48,6 +47,7 @@ MADE_BY = {
 
 PRIVATE = 0o600
 PUBLIC = 0o644
+PRIVATE_DIR = 0o700
 
 
 def atomic_write(path: Path, data: bytes, mode: int = PUBLIC, *, replace: bool = True) -> None:
@@ -123,31 +123,41 @@ class WorkDir:
         """Atomic write; ``replace=False`` refuses (UsageError) to clobber an existing file."""
         if not replace:
             self.refuse_existing(name)
+        self._make_root()
         atomic_write(self.path(name), data, PRIVATE if private else PUBLIC, replace=replace)
         return self.path(name)
+
+    def _make_root(self) -> None:
+        """Create the work dir 0700 whatever the umask: it holds private keys."""
+        if not self.root.is_dir():
+            self.root.mkdir(parents=True, mode=PRIVATE_DIR, exist_ok=True)
+            os.chmod(self.root, PRIVATE_DIR)  # mkdir's mode is filtered by the umask
 
     def refuse_existing(self, name: str) -> None:
         """UsageError if ``name`` exists: check before work that would be wasted (a password prompt)."""
         if self.exists(name):
             raise already_exists(self.path(name))
 
-    def read_json(self, name: str, shape: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Parse a JSON file, checking it has the keys and types in ``shape``."""
+    def read_json(self, name: str, check: Callable[[Any], Any] | None = None) -> dict[str, Any]:
+        """Parse a JSON file and run ``check`` on it (a function raising resources.ShapeError)."""
         step = MADE_BY.get(name, "its step")
         try:
             data = json.loads(self.read_bytes(name))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise UsageError(f"{self.path(name)} is not valid JSON ({exc}); run {step} again") from None
-        problem = _shape_problem(data, shape or {})
-        if problem:
-            raise UsageError(f"{self.path(name)} is damaged ({problem}); run {step} again")
+        try:
+            (check or _json_object)(data)
+        except resources.ShapeError as exc:
+            raise UsageError(f"{self.path(name)} is damaged ({exc}); run {step} again") from None
         return data
 
     def read_account(self) -> dict[str, Any]:
-        return self.read_json(ACCOUNT, ACCOUNT_SHAPE)
+        """account.json: the server and account URL step 04 registered (and what else it recorded)."""
+        return self.read_json(ACCOUNT, _account_file)
 
     def read_order(self) -> dict[str, Any]:
-        return self.read_json(ORDER, ORDER_SHAPE)
+        """order.json: the order's URL and the order as the CA last showed it."""
+        return self.read_json(ORDER, _order_file)
 
     def write_json(self, name: str, value: dict[str, Any]) -> Path:
         return self.write_bytes(name, (json.dumps(value, indent=2) + "\n").encode("utf-8"))
@@ -184,19 +194,23 @@ class WorkDir:
         return existed
 
 
-def _shape_problem(data: Any, shape: dict[str, Any], where: str = "") -> str | None:
-    """What in ``data`` does not fit ``shape`` ({key: type or nested shape}), or None."""
+def _json_object(data: Any) -> None:
     if not isinstance(data, dict):
-        return f"{where or 'the file'} is not a JSON object"
-    for key, kind in shape.items():
-        value = data.get(key)
-        if isinstance(kind, dict):
-            problem = _shape_problem(value, kind, f"{where}{key}.")
-            if problem:
-                return problem
-        elif not isinstance(value, kind):
-            return f"{where}{key} is missing or not a {kind.__name__}"
-    return None
+        raise resources.ShapeError("it is not a JSON object")
+
+
+def _account_file(data: Any) -> None:
+    _json_object(data)
+    resources.https_url(data.get("directory_url"), "directory")
+    if not data.get("account_url"):
+        raise resources.ShapeError("it holds no account URL")
+    resources.https_url(data["account_url"], "account")
+
+
+def _order_file(data: Any) -> None:
+    _json_object(data)
+    resources.https_url(data.get("url"), "order")
+    resources.order(data.get("order"))
 
 
 class SessionCache:

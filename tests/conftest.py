@@ -6,11 +6,13 @@ Each Pebble configuration the tests need (default nonce rejection, 90% nonce rej
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,6 +162,51 @@ def ca_chains(tmp_path_factory):
     ca.stop()
 
 
+@pytest.fixture(scope="session")
+def hostile(tmp_path_factory):
+    """The scriptable misbehaving CA (tests/hostile_ca.py), with a TLS certificate made as Pebble's is."""
+    from hostile_ca import HostileCA
+
+    spec = importlib.util.spec_from_file_location("local_ca", LOCAL_CA)
+    local_ca = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(local_ca)
+    tls = tmp_path_factory.mktemp("hostile-tls")
+    local_ca.ensure_tls(tls)
+    server = HostileCA(tls)
+    yield server
+    server.server.shutdown()
+
+
 @pytest.fixture
 def work(tmp_path):
     return tmp_path / "acme-work"
+
+
+def unique(label: str) -> str:
+    """A name no earlier order used, so Pebble cannot reuse an authorization unless told to."""
+    return f"{label}.t{uuid.uuid4().hex[:10]}.example.com"
+
+
+def fails(result: subprocess.CompletedProcess, status: int, *words: str, one_line: bool = True) -> None:
+    """The step ended with ``status``, no traceback, and an error naming every one of ``words``."""
+    shown = f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert result.returncode == status, shown
+    assert "Traceback" not in result.stderr, shown
+    for word in words:
+        assert word in result.stderr, f"{word!r} not in stderr\n{shown}"
+    if one_line:
+        assert len(result.stderr.strip().splitlines()) == 1, shown
+
+
+def plain_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment LocalCA.step_env gives, minus the local CA: for steps that need none."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACME_")}
+    return {**env, "PYTHONUTF8": "1", **(extra or {})}
+
+
+def run_plain(step: int, *args: str, env: dict[str, str], cwd, stdin=None, new_session: bool = False
+              ) -> subprocess.CompletedProcess:
+    """Run a step exactly as given (no --dir added), for what LocalCA.run cannot express."""
+    return subprocess.run([sys.executable, str(ROOT / STEPS[step]), *args], capture_output=True, text=True,
+                          env=env, cwd=cwd, stdin=stdin, start_new_session=new_session, timeout=120)
+

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.verification import PolicyBuilder, Store
 
-from common.encoding import b64url, int_to_bytes
+from common.jws import b64url, int_to_bytes
 
 
 def unique(label: str) -> str:

@@ -11,43 +11,13 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
 
 import pytest
-from conftest import ROOT, STEPS
+from conftest import ROOT, STEPS, fails, plain_env, run_plain, unique
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 CHALLTESTSRV = ["--provider", "challtestsrv"]
-
-
-def unique(label: str) -> str:
-    """A name no earlier order used, so Pebble cannot reuse an authorization unless told to."""
-    return f"{label}.t{uuid.uuid4().hex[:10]}.example.com"
-
-
-def fails(result: subprocess.CompletedProcess, status: int, *words: str, one_line: bool = True) -> None:
-    """The step ended with ``status``, no traceback, and an error naming every one of ``words``."""
-    shown = f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    assert result.returncode == status, shown
-    assert "Traceback" not in result.stderr, shown
-    for word in words:
-        assert word in result.stderr, f"{word!r} not in stderr\n{shown}"
-    if one_line:
-        assert len(result.stderr.strip().splitlines()) == 1, shown
-
-
-def plain_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment LocalCA.step_env gives, minus the local CA: for steps that need none."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ACME_")}
-    return {**env, "PYTHONUTF8": "1", **(extra or {})}
-
-
-def run_plain(step: int, *args: str, env: dict[str, str], cwd, stdin=None, new_session: bool = False
-              ) -> subprocess.CompletedProcess:
-    """Run a step exactly as given (no --dir added), for what LocalCA.run cannot express."""
-    return subprocess.run([sys.executable, str(ROOT / STEPS[step]), *args], capture_output=True, text=True,
-                          env=env, cwd=cwd, stdin=stdin, start_new_session=new_session, timeout=120)
 
 
 def account(ca, work, *, csr: bool = True) -> None:
@@ -230,6 +200,35 @@ def test_export_password_file_neither_utf8_nor_utf16(ca, copy, tmp_path):
     secret.write_bytes(b"\x80\x81\x82")
     fails(ca.run(9, copy, "--password-file", str(secret)), 2, "neither UTF-8 nor UTF-16")
     assert not (copy / "certificate.pfx").exists()
+
+
+@pytest.mark.parametrize(("data", "words"), [
+    ("pw-utf16\n".encode("utf-16-le"), ["UTF-16 without a byte-order mark", "Set-Content -Encoding utf8"]),
+    ("pw-utf16\n".encode("utf-16-be"), ["UTF-16 without a byte-order mark"]),
+    (b"secret\x00part\n", ["NUL"]),
+], ids=["utf16le-no-bom", "utf16be-no-bom", "nul"])
+def test_export_password_file_refused_without_echo(ca, copy, tmp_path, data, words):
+    secret = tmp_path / "pw.txt"
+    secret.write_bytes(data)
+    result = ca.run(9, copy, "--password-file", str(secret))
+    fails(result, 2, *words)
+    for fragment in ("pw-utf16", "p\x00w", "secret", "part"):
+        assert fragment not in result.stdout + result.stderr
+    assert not (copy / "certificate.pfx").exists()
+
+
+def test_export_password_env_not_utf8_refused_without_echo(ca, copy):
+    env = {**ca.step_env(), "PFX_PW": "unused"}
+    env = {k.encode(): v.encode() for k, v in env.items()} | {b"PFX_PW": b"caf\xe9-\xff\xfe-secret"}
+    command = [sys.executable, str(ROOT / STEPS[9]), "--dir", str(copy), "--password-env", "PFX_PW"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    fails(result, 2, "$PFX_PW", "not valid UTF-8")
+    assert "caf" not in result.stderr and "secret" not in result.stderr
+    assert not (copy / "certificate.pfx").exists()
+
+
+def test_export_password_env_not_set(ca, copy):
+    fails(ca.run(9, copy, "--password-env", "NO_SUCH_PFX_PASSWORD"), 2, "NO_SUCH_PFX_PASSWORD", "is not set")
 
 
 def test_export_without_terminal_or_password_option(ca, copy):

@@ -1,12 +1,15 @@
-"""Published test vectors (RFC 7638, RFC 7515 Appendix A, RFC 8555 §8) against common/.
+"""Published test vectors (RFC 7638, RFC 7515 Appendix A, RFC 8555 §8, the ACME drafts) against common/.
 
 Offline: no CA, no network. Every expected value is published, never computed by the code
 under test: from the RFCs, except the dns-01 TXT value for RFC 8555 §8.3's key authorization,
 which the RFC does not print in full; it is the value Let's Encrypt's Boulder test suite uses.
+The dns-account-01 and dns-persist-01 values are the drafts' own examples, plus values the
+tests compute step by step with hashlib and base64.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 
 import pytest
@@ -16,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from common import challenges, jws
-from common.encoding import b64url, b64url_decode
+from common.jws import b64url, b64url_decode
 
 
 def _int(b64: str) -> int:
@@ -245,3 +248,179 @@ def test_dns01_txt_value_is_sha256_base64url_unpadded():
 )
 def test_dns01_record_name(identifier, expected):
     assert challenges.dns01_record_name(identifier) == expected
+
+
+# --- RFC 8555 §8.1, §8.3: tokens and http-01 ----------------------------------------------------
+
+
+def test_http01_path_rfc8555_8_3_example():
+    # §8.3's example request: GET /.well-known/acme-challenge/LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0
+    expected = "/.well-known/acme-challenge/LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0"
+    assert challenges.http01_path(RFC8555_TOKEN) == expected
+    assert challenges.HTTP01 == "http-01"
+
+
+@pytest.mark.parametrize("token", [RFC8555_TOKEN, "a", "A-_z09", "ODE4OWY4NTktYjhmYS00YmY1LTk5MDgtZTFjYTZmNjZlYTUx"])
+def test_valid_token_accepts_base64url(token):
+    assert challenges.valid_token(token)
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["", ".", "..", "../etc/passwd", "/", "a/b", "a\\b", "abc=", "ab+c", "a b", "abc\n", "\u0430bc", "ab%2e",
+     None, 123, b"abc"],
+)
+def test_valid_token_refuses_everything_else(token):
+    assert not challenges.valid_token(token)
+    if isinstance(token, str):
+        with pytest.raises(ValueError, match="base64url"):
+            challenges.http01_path(token)
+
+
+# --- draft-ietf-acme-dns-account-label: dns-account-01 -----------------------------------------
+
+# The draft's own example (-00 to -03, "Challenge Fulfillment"): account URL -> record name.
+DNS_ACCOUNT_EXAMPLE_URL = "https://example.com/acme/acct/ExampleAccount"
+DNS_ACCOUNT_EXAMPLE_NAME = "_ujmmovf2vn55tgye._acme-challenge.example.org"
+
+
+def test_dns_account01_draft_example():
+    assert challenges.dns_account01_record_name("example.org", DNS_ACCOUNT_EXAMPLE_URL) == DNS_ACCOUNT_EXAMPLE_NAME
+    assert challenges.DNS_ACCOUNT01 == "dns-account-01"
+
+
+@pytest.mark.parametrize("account_url", [DNS_ACCOUNT_EXAMPLE_URL, "https://localhost:14000/my-account/1",
+                                         "https://acme-staging-v02.api.letsencrypt.org/acme/acct/123456789"])
+def test_dns_account01_label_computed_step_by_step(account_url):
+    digest = hashlib.sha256(account_url.encode("ascii")).digest()  # SHA-256 of the Location URL
+    first_ten = digest[0:10]  # bytes 0 through 9
+    encoded = base64.b32encode(first_ten).decode("ascii")  # RFC 4648 base32, upper case
+    assert len(encoded) == 16 and "=" not in encoded  # 80 bits: no padding
+    label = "_" + encoded.lower()  # lower case, as Pebble 2.10 compares it
+    expected = f"{label}._acme-challenge.www.example.com"
+    assert challenges.dns_account01_record_name("www.example.com", account_url) == expected
+    # A wildcard validates its base domain, as dns-01 does.
+    assert challenges.dns_account01_record_name("*.www.example.com", account_url) == expected
+
+
+def test_dns_account01_label_depends_on_the_exact_account_url():
+    # The URL is hashed byte for byte: a trailing slash or another host is another account label.
+    names = {challenges.dns_account01_record_name("example.org", url).split(".")[0]
+             for url in (DNS_ACCOUNT_EXAMPLE_URL, DNS_ACCOUNT_EXAMPLE_URL + "/",
+                         DNS_ACCOUNT_EXAMPLE_URL.replace("example.com", "127.0.0.1"))}
+    assert len(names) == 3
+
+
+def test_dns_account01_value_is_dns01_value():
+    # Same value as dns-01 (the draft: base64url of the SHA-256 of the key authorization); only the name differs.
+    assert challenges.dns01_txt_value(RFC8555_KEY_AUTHZ) == RFC8555_TXT
+
+
+# --- draft-ietf-acme-dns-persist: dns-persist-01 -----------------------------------------------
+
+# draft-ietf-acme-dns-persist-01 §3.1 example challenge, and the records of §4.1 and §10 for it.
+PERSIST_CHALLENGE = {
+    "type": "dns-persist-01",
+    "url": "https://ca.example/acme/authz/1234/0",
+    "status": "pending",
+    "issuer-domain-names": ["authority.example", "ca.example.net"],
+}
+PERSIST_ACCOUNT = "https://ca.example/acct/123"
+
+
+def _txt(*character_strings: str) -> str:
+    """A TXT record's value as a resolver joins its character-strings (RFC 1035 §3.3.14)."""
+    return "".join(character_strings)
+
+
+def test_dns_persist01_draft_basic_example():
+    # _validation-persist.example.com. IN TXT ("authority.example;" " accounturi=https://ca.example/acct/123")
+    assert challenges.dns_persist01_record("example.com", PERSIST_CHALLENGE, PERSIST_ACCOUNT) == (
+        "_validation-persist.example.com",
+        _txt("authority.example;", " accounturi=https://ca.example/acct/123"),
+    )
+    assert challenges.DNS_PERSIST01 == "dns-persist-01"
+
+
+def test_dns_persist01_draft_wildcard_example():
+    expected = ("_validation-persist.example.com",
+                _txt("authority.example;", " accounturi=https://ca.example/acct/123;", " policy=wildcard"))
+    assert challenges.dns_persist01_record("*.example.com", PERSIST_CHALLENGE, PERSIST_ACCOUNT) == expected
+    # The authorization object's form: base domain plus "wildcard": true.
+    assert challenges.dns_persist01_record("example.com", PERSIST_CHALLENGE, PERSIST_ACCOUNT, wildcard=True) == expected
+
+
+def test_dns_persist01_draft_persist_until_examples():
+    assert challenges.dns_persist01_record("example.com", PERSIST_CHALLENGE, PERSIST_ACCOUNT,
+                                           persist_until=1721952000)[1] == _txt(
+        "authority.example;", " accounturi=https://ca.example/acct/123;", " persistUntil=1721952000")
+    assert challenges.dns_persist01_record("*.example.com", PERSIST_CHALLENGE, PERSIST_ACCOUNT,
+                                           persist_until=1721952000)[1] == _txt(
+        "authority.example;", " accounturi=https://ca.example/acct/123;", " policy=wildcard;",
+        " persistUntil=1721952000")
+
+
+def test_dns_persist01_issuer_choice_is_stable_and_from_the_list():
+    reordered = {**PERSIST_CHALLENGE, "issuer-domain-names": ["ca.example.net", "authority.example"]}
+    assert challenges.dns_persist01_record("example.com", reordered, PERSIST_ACCOUNT)[1].startswith(
+        "authority.example; ")
+    pebble = {"type": "dns-persist-01", "issuer-domain-names": ["pebble.letsencrypt.org"]}  # Pebble's default
+    assert challenges.dns_persist01_record("example.com", pebble, PERSIST_ACCOUNT)[1] == (
+        "pebble.letsencrypt.org; accounturi=https://ca.example/acct/123")
+    # Draft -02's spelling of the field.
+    renamed = {"type": "dns-persist-01", "issuerDomainNames": ["authority.example"]}
+    assert challenges.dns_persist01_record("example.com", renamed, PERSIST_ACCOUNT)[1].startswith("authority.example;")
+
+
+def test_dns_persist01_uses_the_challenges_accounturi_when_given():
+    # draft -01 §3.1: the challenge's accounturi is "the URI the CA expects in the DNS record" (Pebble 2.10.1 sends it).
+    challenge = {**PERSIST_CHALLENGE, "accounturi": "https://ca.example/acct/123-alias"}
+    assert challenges.dns_persist01_record("example.com", challenge, PERSIST_ACCOUNT)[1] == (
+        "authority.example; accounturi=https://ca.example/acct/123-alias")
+
+
+@pytest.mark.parametrize(
+    "names", [[], ["a.example"] * 11, None, "authority.example", [";"], ["bad name"], ["-x.example"]],
+)
+def test_dns_persist01_malformed_issuer_list_is_refused(names):
+    challenge = {"type": "dns-persist-01"} if names is None else {"type": "dns-persist-01",
+                                                                   "issuer-domain-names": names}
+    with pytest.raises(ValueError, match="malformed dns-persist-01 challenge"):
+        challenges.dns_persist01_record("example.com", challenge, PERSIST_ACCOUNT)
+
+
+@pytest.mark.parametrize("uri", ["", "https://ca.example/acct/1;policy=wildcard", "https://ca.example/a b",
+                                 "https://ca.example/\u00e4"])
+def test_dns_persist01_account_uri_must_fit_rfc8659_value(uri):
+    with pytest.raises(ValueError, match="RFC 8659"):
+        challenges.dns_persist01_record("example.com", PERSIST_CHALLENGE, uri)
+
+
+@pytest.mark.parametrize("until", [-1, True, 1.5, "1721952000"])
+def test_dns_persist01_persist_until_is_whole_seconds(until):
+    with pytest.raises(ValueError, match="persistUntil"):
+        challenges.dns_persist01_record("example.com", PERSIST_CHALLENGE, PERSIST_ACCOUNT, persist_until=until)
+
+
+# draft-ietf-acme-dns-persist-02 §10.2 "Hashed-URI Example", a published test vector. Its key is
+# RFC 7638 §3.1's thumbprint.
+PERSIST02_PREFIX = "https://ca.example/account-hash/"
+
+
+def test_dns_persist02_hashed_account_uri_example():
+    assert challenges.dns_persist01_hashed_account_uri(PERSIST02_PREFIX, "example.com", RFC7638_THUMBPRINT,
+                                                       PERSIST_ACCOUNT) == (
+        "https://ca.example/account-hash/sha-256/5SQm7n6tPh2-PlLbCKGnViTXX5z19SCN4cPGQHSk-kw")
+    # The domain-omitted form (domain_name = "*").
+    assert challenges.dns_persist01_hashed_account_uri(PERSIST02_PREFIX, "*", RFC7638_THUMBPRINT,
+                                                       PERSIST_ACCOUNT) == (
+        "https://ca.example/account-hash/sha-256/NpDnSwUthQK8zCgFdefYxAdAVPnygMLbs9US6oO-5ug")
+
+
+def test_dns_persist02_hashed_account_uri_computed_independently():
+    domain, url = "www.example.org", "https://localhost:14000/my-account/7"
+    data = bytes([len(domain)]) + domain.encode() + RFC7638_THUMBPRINT.encode() + url.encode()
+    digest_b64url = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode().rstrip("=")
+    for spelled in ("www.example.org", "WWW.Example.org.", "*.www.example.org"):
+        hashed = challenges.dns_persist01_hashed_account_uri(PERSIST02_PREFIX, spelled, RFC7638_THUMBPRINT, url)
+        assert hashed == PERSIST02_PREFIX + "sha-256/" + digest_b64url

@@ -1,0 +1,475 @@
+"""The steps against a CA that misbehaves on purpose (tests/hostile_ca.py).
+
+One test per way a CA can go wrong: waits it asks for, answers that trickle or never end,
+URLs that lead elsewhere, bodies of the wrong shape, problem documents that are not, names
+nobody ordered, chains that do not hold, and signals in the middle of it all. Each checks
+the exit status, that no traceback was printed, and what the work directory holds afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT, STEPS, fails, plain_env, unique
+from hostile_ca import Reply
+
+NAME = unique("hostile")
+
+
+@pytest.fixture(scope="module")
+def template(hostile, tmp_path_factory):
+    """An account and a CSR on the hostile CA, made once; each test works on a copy."""
+    work = tmp_path_factory.mktemp("hostile-account") / "acme-work"
+    for step, args in ((1, []), (2, ["--key-type", "ec256"]), (3, ["-d", NAME]),
+                       (4, ["--server", hostile.directory_url, "--ca-bundle", hostile.ca_bundle, "--agree-tos"])):
+        result = run(step, work, *args)
+        assert result.returncode == 0, result.stderr
+    return work
+
+
+@pytest.fixture
+def work(hostile, template, tmp_path):
+    hostile.reset()
+    copy = tmp_path / "acme-work"
+    shutil.copytree(template, copy)
+    (tmp_path / "tmp").mkdir()
+    return copy
+
+
+def run(step: int, work, *args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run a step on ``work``; temporary files go to a directory the test can inspect."""
+    command = [sys.executable, str(ROOT / STEPS[step]), "--dir", str(work), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=work.parent,
+                          env=plain_env({"TMPDIR": str(work.parent / "tmp"), **(env or {})}))
+
+
+def start(step: int, work, *args: str) -> subprocess.Popen:
+    command = [sys.executable, str(ROOT / STEPS[step]), "--dir", str(work), *args]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=work.parent,
+                            env=plain_env({"TMPDIR": str(work.parent / "tmp")}))
+
+
+def dns_challenge(ca, *extra: str) -> list[str]:
+    """Step 06's options for the session's challtestsrv, where the records go (and are checked)."""
+    return ["--provider", "challtestsrv", "--challtestsrv-url", ca.state["challtestsrv_url"], *extra]
+
+
+def order_json(work) -> dict:
+    return json.loads((work / "order.json").read_text())
+
+
+def ready_order(hostile, work) -> None:
+    """An order the CA calls ready, as if 06 had run: 05 against the honest CA, then every name proven."""
+    assert run(5, work).returncode == 0
+    hostile.answered = set(range(len(hostile.names)))
+    saved = order_json(work)
+    (work / "order.json").write_text(json.dumps({**saved, "order": hostile.order_body()}))
+
+
+def finalized(hostile, work) -> None:
+    ready_order(hostile, work)
+    result = run(7, work)
+    assert result.returncode == 0, result.stderr
+
+
+def leftover_temp_files(work) -> list[str]:
+    return os.listdir(work.parent / "tmp")
+
+
+def timed(step: int, work, *args: str, **kw) -> tuple[subprocess.CompletedProcess, float]:
+    began = time.monotonic()
+    result = run(step, work, *args, **kw)
+    return result, time.monotonic() - began
+
+
+# --- 1. time is bounded -------------------------------------------------------------------------
+
+FAR_FUTURE = "Fri, 31 Dec 9999 23:59:59 GMT"
+
+
+def test_far_future_retry_after_on_a_challenge_answer_gives_up_at_once(ca, hostile, work):
+    assert run(5, work).returncode == 0
+    challenge = {"type": "dns-01", "url": hostile.url("/chall/0"), "token": "token-0", "status": "processing"}
+    hostile.answer("POST", "/chall/0", Reply(200, challenge, {"Retry-After": FAR_FUTURE}))
+    result, seconds = timed(6, work, *dns_challenge(ca, "--timeout", "20"))
+    fails(result, 1, "gave up after", "days more", "06_dns_challenge.py again", one_line=False)
+    assert seconds < 10
+    assert ca.txt("_acme-challenge." + NAME) == []
+
+
+@pytest.mark.parametrize(("value", "status"), [
+    ("9" * 400, 1), (FAR_FUTURE, 1), ("-5", 0), ("garbage", 0), ("0x10", 0), ("1.5", 0), ("", 0),
+], ids=["400-digits", "year-9999", "negative", "garbage", "hex", "fraction", "empty"])
+def test_absurd_retry_after_on_a_poll_neither_crashes_nor_hangs(hostile, work, value, status):
+    ready_order(hostile, work)
+    processing = Reply(200, None, {"Retry-After": value})
+    hostile.answer("POST", "/order/1", lambda req: Reply(200, hostile.order_body("processing"), processing.headers),
+                   hostile.honest)
+    result, seconds = timed(7, work, "--timeout", "20")
+    assert seconds < 10, result.stderr
+    if status:
+        fails(result, 1, "gave up after", "07_finalize.py again", one_line=False)
+        assert order_json(work)["order"]["status"] == "processing"
+    else:
+        assert result.returncode == 0, result.stderr
+        assert order_json(work)["order"]["status"] == "valid"
+
+
+def test_absurd_retry_after_on_finalize_saves_the_order_for_a_resume(hostile, work):
+    ready_order(hostile, work)
+    hostile.answer("POST", "/order/1/finalize",
+                   lambda req: Reply(200, hostile.honest(req).body, {"Retry-After": "9" * 300}))
+    result, seconds = timed(7, work, "--timeout", "20")
+    fails(result, 1, "gave up after", "07_finalize.py again", one_line=False)
+    assert seconds < 10
+    assert order_json(work)["order"]["status"] == "processing"
+    hostile.answer("POST", "/order/1/finalize", hostile.honest)
+    again = run(7, work)
+    assert again.returncode == 0, again.stderr
+    assert "finalized by an earlier run" in again.stdout
+    assert hostile.hits("POST", "/order/1/finalize") == 1  # the CSR was not sent twice
+    assert order_json(work)["order"]["status"] == "valid"
+
+
+def test_the_timeout_message_states_the_real_elapsed_time(hostile, work):
+    ready_order(hostile, work)
+    hostile.answer("POST", "/order/1", lambda req: Reply(200, hostile.order_body("processing"), {"Retry-After": "1"}))
+    result, seconds = timed(7, work, "--timeout", "3")
+    fails(result, 1, "(--timeout 3)", one_line=False)
+    stated = float(re.search(r"gave up after ([0-9.]+) s", result.stderr).group(1))
+    assert 2 <= stated <= 3 and stated < seconds
+
+
+def test_503_with_a_short_retry_after_is_retried(hostile, work):
+    busy = Reply(503, {"type": "urn:ietf:params:acme:error:serverInternal", "detail": "busy"}, {"Retry-After": "1"})
+    hostile.answer("POST", "/new-order", busy, hostile.honest)
+    result = run(5, work)
+    assert result.returncode == 0, result.stderr
+    assert "busy (HTTP 503)" in result.stdout
+    assert hostile.hits("POST", "/new-order") == 2
+
+
+@pytest.mark.parametrize(("status", "kind", "words"), [
+    (503, "serverInternal", ["HTTP 503", "retry in 2.0 h"]),
+    (429, "rateLimited", ["HTTP 429", "retry in 2.0 h", "wait as the detail says"]),
+])
+def test_a_long_retry_after_is_reported_not_slept(hostile, work, status, kind, words):
+    problem = {"type": f"urn:ietf:params:acme:error:{kind}", "detail": "later"}
+    hostile.answer("POST", "/new-order", Reply(status, problem, {"Retry-After": "7200"}))
+    result, seconds = timed(5, work)
+    fails(result, 1, *words, one_line=False)
+    assert seconds < 10
+    assert not (work / "order.json").exists()
+
+
+@pytest.mark.parametrize("where", ["body", "headers"])
+def test_a_trickling_answer_is_cut_off(hostile, work, where):
+    (work / "session.json").unlink()  # make 05 fetch the directory, which now trickles
+    slow = Reply(200, hostile.directory_body(), **{"trickle" if where == "body" else "trickle_headers": 0.3})
+    hostile.answer("GET", "/dir", slow)
+    result, seconds = timed(5, work, "--timeout", "3")
+    fails(result, 1, "no complete answer within 3 s")
+    assert seconds < 7
+    assert not (work / "order.json").exists()
+
+
+def test_an_oversize_json_body_is_refused(hostile, work):
+    huge = {"status": "pending", "padding": "x" * (600 * 1024)}
+    hostile.answer("POST", "/new-order", Reply(201, huge, {"Location": hostile.url("/order/1")}))
+    fails(run(5, work), 1, "more than 512 KiB")
+    assert not (work / "order.json").exists()
+
+
+def test_an_oversize_certificate_chain_is_refused_and_nothing_written(hostile, work):
+    finalized(hostile, work)
+    pem = "-----BEGIN CERTIFICATE-----\n" + "QUFB\n" * 300_000 + "-----END CERTIFICATE-----\n"
+    hostile.answer("POST", "/cert/1", Reply(200, pem, content_type="application/pem-certificate-chain"))
+    fails(run(8, work), 1, "more than 1024 KiB")
+    assert not (work / "cert.pem").exists()
+
+
+# --- 2. URLs are checked before use --------------------------------------------------------------
+
+
+def test_an_http_endpoint_in_the_directory_is_refused(hostile, work):
+    (work / "session.json").unlink()
+    directory = hostile.directory_body() | {"newOrder": hostile.url("/new-order").replace("https:", "http:")}
+    hostile.answer("GET", "/dir", Reply(200, directory))
+    fails(run(5, work), 1, "not an https URL")
+    assert hostile.hits("POST", "/new-order") == 0
+    assert not (work / "order.json").exists()
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_is_reported_not_followed(hostile, work, status):
+    hostile.answer("POST", "/new-order", Reply(status, None, {"Location": hostile.url("/elsewhere")}))
+    fails(run(5, work), 1, f"HTTP {status}", "/elsewhere", "not followed")
+    assert hostile.hits("POST", "/elsewhere") == hostile.hits("GET", "/elsewhere") == 0
+
+
+def test_a_redirected_directory_says_to_use_the_new_url(hostile, work):
+    (work / "session.json").unlink()
+    hostile.answer("GET", "/dir", Reply(301, None, {"Location": "https://new.example/dir"}))
+    fails(run(5, work), 1, "https://new.example/dir", "--server")
+
+
+def _order_on(hostile, host_url: str) -> Reply:
+    body = hostile.order_body("pending") | {"authorizations": [f"{host_url}/authz/0"]}
+    return Reply(201, body, {"Location": hostile.url("/order/1")})
+
+
+def test_an_authorization_on_another_host_is_refused_unless_allowed(hostile, work):
+    hostile.answer("POST", "/new-order", lambda req: (hostile.honest(req), _order_on(hostile, "https://evil.example"))[1])
+    fails(run(5, work), 1, "evil.example", "--allow-host evil.example")
+    assert not (work / "order.json").exists()
+    allowed = run(5, work, "--allow-host", "evil.example")
+    assert allowed.returncode == 0, allowed.stderr
+    assert order_json(work)["order"]["authorizations"] == ["https://evil.example/authz/0"]
+    (work / "order.json").unlink()
+    from_env = run(5, work, env={"ACME_ALLOW_HOSTS": "other.example,evil.example"})
+    assert from_env.returncode == 0, from_env.stderr
+
+
+def test_a_location_on_another_host_is_refused(hostile, work):
+    hostile.answer("POST", "/new-order",
+                   lambda req: Reply(201, hostile.honest(req).body, {"Location": "https://evil.example/order/1"}))
+    fails(run(5, work), 1, "evil.example")
+    assert not (work / "order.json").exists()
+
+
+def test_a_relative_location_is_resolved_before_it_is_saved(hostile, work):
+    hostile.answer("POST", "/new-order", lambda req: Reply(201, hostile.honest(req).body, {"Location": "/order/1"}))
+    assert run(5, work).returncode == 0
+    assert order_json(work)["url"] == hostile.url("/order/1")
+
+
+# --- 3. bodies are checked before they are used or saved ------------------------------------------
+
+
+@pytest.mark.parametrize("reply", [
+    Reply(201, ["an", "array"]),
+    Reply(201, {"status": "bogus", "identifiers": [], "authorizations": [], "finalize": "https://x/"}),
+    Reply(201, {"status": "pending"}),
+    Reply(201, "<html>oops</html>", content_type="text/html"),
+    Reply(201, "{not json", content_type="application/json"),
+], ids=["array", "bad-status", "no-fields", "html", "broken-json"])
+def test_a_non_order_never_replaces_order_json(hostile, work, reply):
+    assert run(5, work).returncode == 0
+    before = (work / "order.json").read_text()
+    hostile.reset()
+    hostile.answer("POST", "/new-order", Reply(reply.status, reply.body, {"Location": hostile.url("/order/1")},
+                                                reply.content_type))
+    fails(run(5, work), 1, "the CA sent")
+    assert (work / "order.json").read_text() == before
+    assert oct((work / "order.json").stat().st_mode & 0o777) == "0o644"
+
+
+def test_an_order_for_other_names_is_refused(hostile, work):
+    hostile.answer("POST", "/new-order",
+                   lambda req: (hostile.honest(req), setattr(hostile, "names", ["other.example"]),
+                                Reply(201, hostile.order_body(), {"Location": hostile.url("/order/1")}))[2])
+    fails(run(5, work), 1, "other names than asked")
+    assert not (work / "order.json").exists()
+
+
+def test_garbage_at_the_end_of_06_keeps_the_order_and_removes_the_records(ca, hostile, work):
+    assert run(5, work).returncode == 0
+    before = order_json(work)["order"]
+    hostile.answer("POST", "/order/1", Reply(200, {"status": "ready"}))
+    fails(run(6, work, *dns_challenge(ca)), 1, "the CA sent a bad order")
+    assert order_json(work)["order"] == before
+    assert ca.txt("_acme-challenge." + NAME) == []
+
+
+PROBLEMS = {
+    "types-not-strings": {"type": 5, "detail": ["x", {"y": 1}]},
+    "subproblems-string": {"type": "urn:ietf:params:acme:error:malformed", "subproblems": "oops"},
+    "subproblems-not-objects": {"type": "urn:ietf:params:acme:error:malformed", "subproblems": ["a", 1, None, []]},
+    "identifier-string": {"type": "urn:ietf:params:acme:error:rejectedIdentifier", "detail": "no",
+                          "subproblems": [{"identifier": "bad.example", "type": "x", "detail": "y"}]},
+    "problem-array": [1, 2, 3],
+    "problem-string": "just text",
+}
+
+
+@pytest.mark.parametrize("verbose", [[], ["-v"]], ids=["plain", "verbose"])
+@pytest.mark.parametrize("problem", list(PROBLEMS.values()), ids=list(PROBLEMS))
+def test_a_malformed_problem_document_still_prints_cleanly(hostile, work, problem, verbose):
+    hostile.answer("POST", "/new-order", Reply(400, problem, content_type="application/problem+json"))
+    result = run(5, work, *verbose)
+    fails(result, 1, "HTTP 400", one_line=False)
+    assert "internal error" not in result.stderr
+
+
+@pytest.mark.parametrize("verbose", [[], ["-v"]], ids=["plain", "verbose"])
+@pytest.mark.parametrize("status", [201, 400])
+def test_deeply_nested_json_is_an_error_message(hostile, work, status, verbose):
+    nested = "[" * 100_000 + "]" * 100_000
+    kind = "application/json" if status == 201 else "application/problem+json"
+    hostile.answer("POST", "/new-order", Reply(status, nested, {"Location": hostile.url("/order/1")}, kind))
+    result = run(5, work, *verbose)
+    fails(result, 1, "JSON", one_line=False)
+    assert "RecursionError" not in result.stderr and "internal error" not in result.stderr
+
+
+def test_an_authorization_for_a_name_not_ordered_publishes_nothing(ca, hostile, work):
+    assert run(5, work).returncode == 0
+    hostile.answer("POST", "/authz/0", Reply(200, hostile.authz_body(0, value="victim.example")))
+    result = run(6, work, *dns_challenge(ca))
+    fails(result, 1, "victim.example", "does not name")
+    assert "Publishing" not in result.stdout and "proven" not in result.stdout
+    assert ca.txt("_acme-challenge.victim.example") == [] and ca.txt("_acme-challenge." + NAME) == []
+    assert hostile.hits("POST", "/chall/0") == 0
+
+
+def test_a_challenge_already_invalid_stops_at_once_with_its_error(ca, hostile, work):
+    assert run(5, work).returncode == 0
+    failed = {"type": "dns-01", "url": hostile.url("/chall/0"), "token": "token-0", "status": "invalid",
+              "error": "a plain string, not a problem document"}
+    hostile.answer("POST", "/chall/0", Reply(200, failed))
+    result, seconds = timed(6, work, *dns_challenge(ca))
+    fails(result, 1, f"dns-01 challenge for {NAME} is invalid", one_line=False)
+    assert seconds < 10 and hostile.hits("POST", "/order/1") == 0
+    assert ca.txt("_acme-challenge." + NAME) == []
+
+
+def test_an_invalid_order_shows_each_failed_authorization(ca, hostile, work):
+    assert run(5, work).returncode == 0
+    invalid_authz = hostile.authz_body(0) | {"status": "invalid"}
+    invalid_authz["challenges"][0] |= {"status": "invalid", "error": {"type": "urn:ietf:params:acme:error:dns",
+                                                                      "detail": "no TXT record found"}}
+    hostile.answer("POST", "/authz/0", hostile.honest, Reply(200, invalid_authz))
+    hostile.answer("POST", "/order/1", lambda req: Reply(200, hostile.order_body("invalid") | {"error": "a string"}))
+    result = run(6, work, *dns_challenge(ca))
+    fails(result, 1, "the order is invalid", f"dns:{NAME}", "no TXT record found", one_line=False)
+
+
+def test_control_characters_from_the_ca_are_escaped(hostile, work):
+    detail = "line one\nerror: forged line\x1b[2J\x07\u202eevil"
+    hostile.answer("POST", "/new-order", Reply(403, {"type": "urn:ietf:params:acme:error:unauthorized",
+                                                     "detail": detail}))
+    for verbose in ([], ["-v"]):
+        result = run(5, work, *verbose)
+        fails(result, 1, "\\x1b[2J", "\\u202e", one_line=False)
+        assert "\x1b" not in result.stderr + result.stdout and "\u202e" not in result.stderr + result.stdout
+        assert "\nerror: forged line" not in result.stderr
+
+
+# --- 4. signals and interruptions -------------------------------------------------------------
+
+
+def _wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 30) -> str:
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        seen += line
+        if text in line:
+            return seen
+        if not line and proc.poll() is not None:
+            break
+    raise AssertionError(f"{text!r} never appeared:\n{seen}\n{proc.stderr.read()}")
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)], ids=["TERM", "HUP"])
+def test_a_signal_during_06_cleans_up_like_ctrl_c(ca, hostile, work, signum, status):
+    assert run(5, work).returncode == 0
+    hostile.answer("POST", "/order/1", lambda req: Reply(200, hostile.order_body("pending"), {"Retry-After": "1"}))
+    proc = start(6, work, *dns_challenge(ca, "--timeout", "60"))
+    _wait_for_line(proc, "Waiting for the CA")
+    assert ca.txt("_acme-challenge." + NAME) != []
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == status, err
+    assert "Traceback" not in err and f"interrupted by {signal.Signals(signum).name}" in err
+    assert "Removing TXT records" in out
+    assert ca.txt("_acme-challenge." + NAME) == []
+    assert leftover_temp_files(work) == []  # the merged CA bundle is gone too
+
+
+def test_07_interrupted_while_processing_resumes_without_finalizing_again(hostile, work):
+    ready_order(hostile, work)
+    hostile.answer("POST", "/order/1", lambda req: Reply(200, hostile.order_body("processing"), {"Retry-After": "1"}))
+    proc = start(7, work, "-v", "--timeout", "60")
+    _wait_for_line(proc, "waiting 1.0 s")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err
+    assert order_json(work)["order"]["status"] == "processing"
+    assert leftover_temp_files(work) == []
+    hostile.answer("POST", "/order/1", hostile.honest)
+    again = run(7, work)
+    assert again.returncode == 0, again.stderr
+    assert hostile.hits("POST", "/order/1/finalize") == 1
+    assert (run(8, work)).returncode == 0
+
+
+def test_an_order_valid_without_a_certificate_url_says_so(hostile, work):
+    ready_order(hostile, work)
+    no_url = {k: v for k, v in hostile.order_body("valid").items() if k != "certificate"}
+    hostile.answer("POST", "/order/1", Reply(200, no_url))
+    fails(run(7, work), 1, "valid but has no certificate URL")
+    assert order_json(work)["order"]["status"] == "processing"
+    fails(run(8, work), 2, "07_finalize.py")
+    fails(run(7, work), 1, "valid but has no certificate URL")  # the same clear error, no ping-pong
+
+
+# --- 5. what is written is what was checked ------------------------------------------------------
+
+
+@pytest.mark.parametrize(("flaw", "words"), [
+    ("leaf_is_ca", ["CA certificate where the leaf belongs"]),
+    ("expired", ["expired"]),
+    ("wrong_issuer", ["not signed by certificate 2"]),
+])
+def test_a_chain_that_does_not_hold_is_not_saved(hostile, work, flaw, words):
+    finalized(hostile, work)
+    hostile.answer("POST", "/cert/1", lambda req: Reply(200, hostile.chain_pem(**{flaw: True}),
+                                                        content_type="application/pem-certificate-chain"))
+    fails(run(8, work), 1, *words)
+    for name in ("cert.pem", "chain.pem", "fullchain.pem"):
+        assert not (work / name).exists()
+    hostile.answer("POST", "/cert/1", hostile.honest)
+    assert run(8, work).returncode == 0  # the honest chain passes the same checks
+
+
+def test_the_work_dir_is_created_private_whatever_the_umask(tmp_path):
+    work = tmp_path / "new" / "acme-work"
+    command = [sys.executable, str(ROOT / STEPS[1]), "--dir", str(work)]
+    result = subprocess.run(command, capture_output=True, text=True, env=plain_env(), preexec_fn=lambda: os.umask(0),
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert work.stat().st_mode & 0o777 == 0o700
+    assert (work / "account.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_an_account_json_without_an_account_url(hostile, work):
+    saved = json.loads((work / "account.json").read_text())
+    (work / "account.json").write_text(json.dumps({**saved, "account_url": ""}))
+    fails(run(5, work), 2, "holds no account URL", "04_new_account.py")
+
+
+def test_an_unknown_order_status_on_disk_is_a_local_error(hostile, work):
+    ready_order(hostile, work)
+    saved = order_json(work)
+    saved["order"]["status"] = "bogus"
+    (work / "order.json").write_text(json.dumps(saved))
+    for step in (6, 7, 8):
+        fails(run(step, work, *(["--provider", "manual"] if step == 6 else [])), 2, "damaged", "05_new_order.py")
+
+
+def test_a_cached_directory_whose_endpoint_is_not_a_url_is_fetched_again(hostile, work):
+    session = json.loads((work / "session.json").read_text())
+    session["directory"]["newOrder"] = "not a url"
+    (work / "session.json").write_text(json.dumps(session))
+    result = run(5, work)
+    assert result.returncode == 0, result.stderr
+    assert hostile.hits("GET", "/dir") == 1
