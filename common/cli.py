@@ -54,7 +54,7 @@ def add_server_options(p: argparse.ArgumentParser) -> None:
                    default=os.environ.get("ACME_ALLOW_HOSTS", "").replace(",", " ").split(),
                    help="also follow URLs the CA sends on HOST, besides the directory's own host; repeatable "
                         "(default: $ACME_ALLOW_HOSTS, comma-separated)")
-    p.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+    p.add_argument("--timeout", type=seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                    help="give up after this long, waits the CA asks for included (default: %(default)s)")
 
 
@@ -76,12 +76,13 @@ def create_key(args: argparse.Namespace, name: str, replaced_warning: str) -> No
 
 def add_poll_options(p: argparse.ArgumentParser, *, first_wait: float) -> None:
     """--first-wait, for the steps that poll the order (06 and 07)."""
-    p.add_argument("--first-wait", type=_seconds, default=first_wait, metavar="SECONDS",
+    p.add_argument("--first-wait", type=seconds, default=first_wait, metavar="SECONDS",
                    help="pause at least this long before the first poll; a longer Retry-After from the CA "
                         "wins (default: %(default)s)")
 
 
-def _seconds(text: str) -> float:
+def seconds(text: str) -> float:
+    """An argparse type: a number of seconds from 0 to a day."""
     try:
         value = float(text)
     except ValueError:

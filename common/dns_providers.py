@@ -1,22 +1,32 @@
-"""Where dns-01 TXT records get published (RFC 8555 §8.4).
+"""Where the TXT records of the DNS challenges get published (RFC 8555 §8.4).
 
 A provider publishes every record of an order at once and removes them all afterwards,
-because DNS changes are slow to propagate: one wait for n names, not n waits. To add one
-(Alibaba Cloud DNS, RFC 2136, an exec hook), subclass :class:`DnsProvider`, give it a
-``name``, its own options, and decorate it with :func:`register`.
+because DNS changes are slow to propagate: one wait for n names, not n waits. Each provider
+is one class: a ``name``, its own options, how to build it from them, ``publish`` and
+``remove``; :func:`register` makes it a ``--provider`` choice of step 06.
+
+A provider removes only what it published: the exact values, never another record at the
+same name (a wildcard and its apex share ``_acme-challenge.<domain>``; so may another client).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import re
+import subprocess
+import sys
 from abc import ABC, abstractmethod
+from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import requests
 
-from . import servers
+from . import alibaba, dns_lookup, servers
+from .dns_lookup import Server
 from .errors import AcmeError, UsageError
 
 DEFAULT_CHALLTESTSRV = "http://localhost:8055"
@@ -32,10 +42,14 @@ class TxtRecord:
 
 
 class DnsProvider(ABC):
-    """Publishes and removes the TXT records that answer dns-01 challenges."""
+    """Publishes and removes the TXT records that answer DNS challenges."""
 
     name: ClassVar[str]
     help: ClassVar[str]
+
+    def __init__(self, resolvers: list[Server] | None = None) -> None:
+        # Where CNAMEs, zones and name servers are looked up: --dns-resolver, else the system's.
+        self.resolver = dns_lookup.resolver(resolvers or [])
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -53,23 +67,21 @@ class DnsProvider(ABC):
 
     @abstractmethod
     def remove(self, records: list[TxtRecord]) -> None:
-        """Delete the records again; called on failure too, so it must tolerate partial publishes."""
+        """Delete exactly these records again; called on failure too, so it must tolerate partial publishes."""
 
-    def wait_until_visible(self, records: list[TxtRecord], timeout: float) -> None:
-        """Return once the CA's resolvers can see every record (a propagation check).
-
-        Providers whose changes are visible at once keep this default; providers behind
-        authoritative servers that update lazily override it to query those servers.
-        """
-        return None
+    def servers_for(self, name: str) -> list[Server]:
+        """The servers the CA will ask about ``name``: the authoritative servers of its zone."""
+        return dns_lookup.authoritative_servers(dns_lookup.zone_of(name, self.resolver), self.resolver)
 
 
-def remove_quietly(provider: DnsProvider, records: list[TxtRecord]) -> None:
+def remove_quietly(provider: DnsProvider, records: list[TxtRecord]) -> bool:
     """Remove the records, warning instead of raising: cleanup must not hide the error before it."""
     try:
         provider.remove(records)
-    except AcmeError as exc:
+        return True
+    except (AcmeError, UsageError) as exc:
         log.warning("warning: could not remove the TXT records: %s", exc)
+        return False
 
 
 PROVIDERS: dict[str, type[DnsProvider]] = {}
@@ -78,6 +90,30 @@ PROVIDERS: dict[str, type[DnsProvider]] = {}
 def register(cls: type[DnsProvider]) -> type[DnsProvider]:
     PROVIDERS[cls.name] = cls
     return cls
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """--provider, the options every provider shares, and each provider's own."""
+    parser.add_argument("--provider", choices=sorted(PROVIDERS), metavar="NAME",
+                        help="; ".join(f"{name}: {cls.help}" for name, cls in sorted(PROVIDERS.items())))
+    parser.add_argument("--dns-resolver", action="append", default=[], metavar="ADDR[:PORT]",
+                        help="resolver for finding zones, their servers and CNAMEs (repeatable; default: the "
+                             "system's), e.g. for split-horizon DNS")
+    parser.add_argument("--ttl", type=int, metavar="SECONDS",
+                        help="TTL of the published records (default: the provider's)")
+    for cls in PROVIDERS.values():
+        cls.add_arguments(parser)
+
+
+def from_args(args: argparse.Namespace) -> DnsProvider:
+    if not args.provider:
+        raise UsageError("choose where the TXT records go with --provider: challtestsrv for the local test CA, "
+                         f"or one of {', '.join(sorted(set(PROVIDERS) - {'challtestsrv'}))} for a real domain")
+    args.dns_resolver = [dns_lookup.parse_server(text, "--dns-resolver") for text in args.dns_resolver]
+    return PROVIDERS[args.provider].from_args(args)
+
+
+# -- the local test CA -----------------------------------------------------------------------------
 
 
 def default_challtestsrv_url() -> str:
@@ -90,13 +126,18 @@ def default_challtestsrv_url() -> str:
 
 @register
 class ChalltestsrvProvider(DnsProvider):
-    """Pebble's mock DNS server, for the local test CA: records go in over its HTTP API."""
+    """Pebble's mock DNS server, for the local test CA: records go in over its HTTP API.
+
+    It is the only DNS server Pebble asks, so it is also where the records are checked.
+    """
 
     name = "challtestsrv"
     help = "the local test CA's mock DNS (pebble-challtestsrv)"
 
-    def __init__(self, api_url: str) -> None:
+    def __init__(self, api_url: str, dns_server: Server | None) -> None:
+        super().__init__([dns_server] if dns_server else [])
         self.api_url = api_url.rstrip("/")
+        self.dns_server = dns_server
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -106,7 +147,14 @@ class ChalltestsrvProvider(DnsProvider):
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> DnsProvider:
-        return cls(args.challtestsrv_url or default_challtestsrv_url())
+        url = args.challtestsrv_url or default_challtestsrv_url()
+        dns_server = args.dns_resolver[0] if args.dns_resolver else None
+        if dns_server is None:
+            try:
+                dns_server = dns_lookup.parse_server(servers.local_ca_state()["dns_server"], "dns_server")
+            except (UsageError, KeyError):
+                dns_server = None
+        return cls(url, dns_server)
 
     def _call(self, path: str, body: dict[str, str]) -> None:
         url = f"{self.api_url}/{path}"
@@ -114,7 +162,7 @@ class ChalltestsrvProvider(DnsProvider):
             resp = requests.post(url, json=body, timeout=10)
         except requests.RequestException as exc:
             raise AcmeError(f"cannot reach challtestsrv at {url} ({type(exc).__name__}): "
-                            "is the local test CA running?") from None
+                            "is the local test CA running? (python tools/local_ca.py start)") from None
         if resp.status_code != 200:
             raise AcmeError(f"challtestsrv refused {path}: HTTP {resp.status_code} {resp.text.strip()}")
 
@@ -124,20 +172,33 @@ class ChalltestsrvProvider(DnsProvider):
             self._call("set-txt", {"host": record.name + ".", "value": record.value})
 
     def remove(self, records: list[TxtRecord]) -> None:
+        # challtestsrv can only clear a name whole; it holds nothing but what tests put there.
         for name in dict.fromkeys(r.name for r in records):
             self._call("clear-txt", {"host": name + "."})
+
+    def servers_for(self, name: str) -> list[Server]:
+        if self.dns_server is None:
+            raise UsageError("challtestsrv's DNS address is unknown: start the local test CA, or give --dns-resolver")
+        return [self.dns_server]
+
+
+# -- by hand -----------------------------------------------------------------------------------------
 
 
 @register
 class ManualProvider(DnsProvider):
-    """You create the records in your DNS provider's console; the step waits for Enter."""
+    """You create the records in your DNS provider's console; the step waits for Enter,
+    then checks that the records are visible before the CA is asked to look."""
 
     name = "manual"
     help = "print the records, wait while you create them by hand"
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> DnsProvider:
-        return cls()
+        if not sys.stdin.isatty():
+            raise UsageError("the manual provider waits for you to press Enter: run 06_dns_challenge.py in a "
+                             "terminal, or use a provider that publishes by itself")
+        return cls(args.dns_resolver)
 
     def publish(self, records: list[TxtRecord]) -> None:
         print("Create these DNS TXT records (one name may hold several values; keep them all):")
@@ -146,9 +207,460 @@ class ManualProvider(DnsProvider):
         try:
             input("Press Enter once they are published... ")
         except EOFError:
-            raise UsageError("the manual provider waits for Enter: run 06_dns_challenge.py in a terminal") from None
+            raise UsageError("the manual provider waits for Enter, but the input ended") from None
 
     def remove(self, records: list[TxtRecord]) -> None:
         print("You can now delete these TXT records:")
         for record in records:
             print(f"  {record.name}.  TXT  \"{record.value}\"")
+
+
+# -- RFC 2136 dynamic updates ----------------------------------------------------------------------------
+
+# key "name" { algorithm hmac-sha256; secret "base64"; };  as tsig-keygen and dnssec-keygen write it
+_BIND_KEY = re.compile(r'key\s+"?([^"\s{]+)"?\s*\{(.*?)\}\s*;', re.S)
+_KEY_FIELD = re.compile(r'(algorithm|secret)\s+"?([^";\s]+)"?\s*;')
+
+
+@dataclass(frozen=True)
+class TsigKey:
+    name: str
+    algorithm: str
+    secret: str  # base64, as in the key file
+
+    def __repr__(self) -> str:  # never show the secret, even in a traceback
+        return f"TsigKey({self.name!r}, {self.algorithm!r})"
+
+
+def read_tsig_key(path: Path) -> TsigKey:
+    """The first key in a BIND key file (``tsig-keygen NAME > FILE``)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read TSIG key file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    match = _BIND_KEY.search(text)
+    fields = dict(_KEY_FIELD.findall(match.group(2))) if match else {}
+    if not match or "secret" not in fields:
+        raise UsageError(f'{path} is not a BIND key file: expected key "NAME" {{ algorithm ...; secret "..."; }};'
+                         " as tsig-keygen writes it")
+    return TsigKey(match.group(1), fields.get("algorithm", "hmac-sha256"), fields["secret"])
+
+
+@register
+class Rfc2136Provider(DnsProvider):
+    """Dynamic DNS UPDATE signed with TSIG (RFC 2136, RFC 8945): BIND, Knot, PowerDNS, Windows DNS.
+
+    The zone of each record is found with SOA queries; the update goes to --rfc2136-server or,
+    by default, to the zone's primary server (its SOA MNAME), which is where RFC 2136 §4 sends it.
+    """
+
+    name = "rfc2136"
+    help = "dynamic DNS updates with a TSIG key (BIND, Knot, PowerDNS, Windows DNS)"
+    DEFAULT_TTL = 60
+
+    def __init__(self, key: TsigKey, server: Server | None, resolvers: list[Server], ttl: int) -> None:
+        super().__init__(resolvers)
+        self.key, self.server, self.ttl = key, server, ttl
+        self._zones: dict[str, str] = {}
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--tsig-key-file", type=Path, metavar="FILE",
+                            help="rfc2136: the TSIG key, in the format tsig-keygen writes")
+        parser.add_argument("--rfc2136-server", metavar="HOST[:PORT]",
+                            help="rfc2136: where to send updates (default: the zone's primary, its SOA MNAME)")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> DnsProvider:
+        if not args.tsig_key_file:
+            raise UsageError("--provider rfc2136 needs --tsig-key-file FILE (make one with: tsig-keygen acme > FILE)")
+        server = dns_lookup.parse_server(args.rfc2136_server, "--rfc2136-server") if args.rfc2136_server else None
+        return cls(read_tsig_key(args.tsig_key_file), server, args.dns_resolver, args.ttl or cls.DEFAULT_TTL)
+
+    def publish(self, records: list[TxtRecord]) -> None:
+        self._update(records, add=True)
+
+    def remove(self, records: list[TxtRecord]) -> None:
+        self._update(records, add=False)
+
+    def _zone(self, name: str) -> str:
+        if name not in self._zones:
+            self._zones[name] = dns_lookup.zone_of(name, self.resolver)
+        return self._zones[name]
+
+    def _update(self, records: list[TxtRecord], *, add: bool) -> None:
+        """One UPDATE message per zone, adding or deleting exactly these values (RFC 2136 §2.5)."""
+        import dns.name
+        import dns.query
+        import dns.rcode
+        import dns.tsigkeyring
+        import dns.update
+
+        keyring = dns.tsigkeyring.from_text({self.key.name: (self.key.algorithm, self.key.secret)})
+        by_zone: dict[str, list[TxtRecord]] = defaultdict(list)
+        for record in records:
+            by_zone[self._zone(record.name)].append(record)
+        for zone, zone_records in by_zone.items():
+            update = dns.update.UpdateMessage(zone, keyring=keyring, keyname=self.key.name,
+                                              keyalgorithm=self.key.algorithm)
+            for record in zone_records:
+                name = dns.name.from_text(record.name)
+                rdata = '"' + record.value + '"'
+                if add:
+                    update.add(name, self.ttl, "TXT", rdata)
+                else:
+                    update.delete(name, "TXT", rdata)
+            server = self.server or dns_lookup.primary_of(zone, self.resolver)
+            try:
+                reply = dns.query.tcp(update, server.address, port=server.port, timeout=dns_lookup.LOOKUP_LIFETIME)
+            except dns.exception.DNSException as exc:
+                raise AcmeError(f"the DNS server {server} refused the update of {zone}: {_tsig_problem(exc)}") from None
+            except OSError as exc:
+                raise AcmeError(f"cannot reach the DNS server {server} for {zone}: {exc.strerror or exc}") from None
+            if reply.rcode() != dns.rcode.NOERROR:
+                raise AcmeError(f"the DNS server {server} refused the update of {zone}: "
+                                f"{dns.rcode.to_text(reply.rcode())} ({_RCODES.get(reply.rcode(), 'see its log')})")
+
+
+_RCODES = {5: "the key may not update this zone", 9: "the server is not authoritative for the zone, or the key "
+           "is wrong", 3: "the zone does not exist", 2: "the server failed"}
+
+
+def _tsig_problem(exc: Exception) -> str:
+    name = type(exc).__name__
+    if "BadSignature" in name or "BadKey" in name:
+        return f"{name}: the TSIG key name or secret is not the one the server has"
+    return " ".join(str(exc).split()) or name
+
+
+# -- a program of the user's -------------------------------------------------------------------
+
+
+@register
+class ExecProvider(DnsProvider):
+    """Runs ``HOOK present FQDN. VALUE`` and ``HOOK cleanup FQDN. VALUE``, lego's exec convention,
+    so a hook written for lego works unchanged. No shell: the arguments are passed as a list."""
+
+    name = "exec"
+    help = "run a program of yours: HOOK present|cleanup FQDN. VALUE (lego's convention)"
+    TIMEOUT = 300.0
+
+    def __init__(self, hook: str, resolvers: list[Server]) -> None:
+        super().__init__(resolvers)
+        self.hook = hook
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--exec-hook", metavar="PROGRAM", help="exec: the program to run")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> DnsProvider:
+        if not args.exec_hook:
+            raise UsageError("--provider exec needs --exec-hook PROGRAM")
+        hook = args.exec_hook if os.sep in args.exec_hook else (_which(args.exec_hook) or args.exec_hook)
+        if not (os.path.isfile(hook) and os.access(hook, os.X_OK)):
+            raise UsageError(f"--exec-hook {args.exec_hook}: not an executable file (chmod +x it, or give its path)")
+        return cls(hook, args.dns_resolver)
+
+    def publish(self, records: list[TxtRecord]) -> None:
+        for record in records:
+            self._run("present", record)
+
+    def remove(self, records: list[TxtRecord]) -> None:
+        for record in records:
+            self._run("cleanup", record)
+
+    def _run(self, action: str, record: TxtRecord) -> None:
+        command = [self.hook, action, record.name + ".", record.value]
+        log.debug("  running %s", " ".join(command))
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=self.TIMEOUT,
+                                  stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise AcmeError(f"the hook {self.hook} {action} {record.name}. did not finish within "
+                            f"{self.TIMEOUT:.0f} s") from None
+        except OSError as exc:
+            raise AcmeError(f"cannot run the hook {self.hook}: {exc.strerror or exc}") from None
+        if done.returncode != 0:
+            said = " | ".join(done.stderr.strip().splitlines()[-5:]) or "(nothing on stderr)"
+            raise AcmeError(f"the hook {self.hook} {action} {record.name}. failed with exit status "
+                            f"{done.returncode}: {said}")
+
+
+def _which(program: str) -> str | None:
+    import shutil
+
+    return shutil.which(program)
+
+
+
+# -- Alibaba Cloud DNS -------------------------------------------------------------------------
+
+ALIDNS_VERSION = "2015-01-09"
+DEFAULT_ALIDNS_ENDPOINT = "https://alidns.aliyuncs.com"  # the one endpoint, for China and international accounts
+ALIDNS_PAGE_SIZE = 100  # the most DescribeDomains and DescribeSubDomainRecords return per page
+ALIDNS_MAX_PAGES = 100  # 10,000 zones, or records at one name: a broken answer must not page forever
+
+# What to do about the errors a user can fix, by Alibaba's error code.
+ALIDNS_HINTS = {
+    "InvalidAccessKeyId.NotFound": f"Alibaba does not know this AccessKey: check {alibaba.ENV_ACCESS_KEY_ID}",
+    "InvalidAccessKeyId.Inactive": "this AccessKey is disabled: enable it in the RAM console or use another",
+    "SignatureDoesNotMatch": f"check {alibaba.ENV_ACCESS_KEY_SECRET}: it does not belong to the AccessKey",
+    "InvalidSecurityToken.Expired": f"the STS token expired: get a new one into {alibaba.ENV_SECURITY_TOKEN}",
+    "InvalidSecurityToken.MismatchWithAccessKey": f"{alibaba.ENV_SECURITY_TOKEN} belongs to another AccessKey",
+    "Forbidden.RAM": "the RAM user may not do this: attach the policy shown in the README",
+    "NoPermission": "the RAM user may not do this: attach the policy shown in the README",
+}
+
+
+class AlidnsError(AcmeError):
+    """Alibaba Cloud DNS, or the network to it, said no: exit status 1. ``code`` is Alibaba's error code."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def longest_zone(name: str, zones: list[str]) -> str | None:
+    """The longest of ``zones`` that ``name`` is in, on a label boundary, or None.
+
+    ``_acme-challenge.a.b.example.com.cn`` is in ``example.com.cn``, not in ``com.cn`` nor in
+    ``b.example.com`` (a zone is not "the last two labels"); an account may hold both
+    ``example.com`` and ``sub.example.com``, and then ``x.sub.example.com`` is in the second.
+    """
+    name = name.rstrip(".").lower()
+    inside = [zone for zone in zones if name == zone or name.endswith("." + zone)]
+    return max(inside, key=len) if inside else None
+
+
+@register
+class AlidnsProvider(DnsProvider):
+    """Alibaba Cloud DNS (Alidns, API 2015-01-09), called over HTTPS with V3-signed requests (common/alibaba.py).
+
+    Each record goes into the account's zone that holds its name (the longest one, from
+    DescribeDomains), one AddDomainRecord per value. Removal deletes only what this provider
+    added, by RecordId, once the record is seen to still hold that name and value; records of an
+    earlier run (this object knows no ids then) are looked up at their name and deleted only on
+    an exact value. The CA asks the zone's real name servers, so the propagation check does too.
+    """
+
+    name = "alidns"
+    help = (f"Alibaba Cloud DNS (AccessKey from ${alibaba.ENV_ACCESS_KEY_ID} and ${alibaba.ENV_ACCESS_KEY_SECRET}, "
+            f"optional ${alibaba.ENV_SECURITY_TOKEN})")
+    DEFAULT_TTL = 600  # the free edition's minimum; paid editions allow less
+
+    def __init__(self, credentials: alibaba.Credentials, endpoint: str, resolvers: list[Server], ttl: int) -> None:
+        super().__init__(resolvers)
+        self.credentials, self.endpoint, self.ttl = credentials, endpoint, ttl
+        self.session = requests.Session()
+        self._zones: dict[str, str] | None = None  # the account's zones: lower-case ASCII name -> DomainName
+        self._ids: dict[TxtRecord, str] = {}  # RecordId of each record this object added (or found already there)
+        self._tried: set[TxtRecord] | None = None  # what publish sent AddDomainRecord for; None: publish never ran
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--alidns-endpoint", default=DEFAULT_ALIDNS_ENDPOINT, metavar="URL",
+                            help="alidns: the Alidns API endpoint (default: %(default)s)")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> DnsProvider:
+        endpoint = args.alidns_endpoint.rstrip("/")
+        if not re.fullmatch(r"https://[^\s/?#]+(/[^\s?#]*)?", endpoint):
+            raise UsageError(f"--alidns-endpoint {args.alidns_endpoint!r}: give an https:// URL, e.g. "
+                             f"{DEFAULT_ALIDNS_ENDPOINT}")
+        try:
+            credentials = alibaba.credentials_from_env()
+        except alibaba.MissingCredentialsError as exc:
+            raise UsageError(f"--provider alidns: {exc}") from None
+        return cls(credentials, endpoint, args.dns_resolver, args.ttl or cls.DEFAULT_TTL)
+
+    # -- what step 06 calls --
+
+    def publish(self, records: list[TxtRecord]) -> None:
+        self._tried = set() if self._tried is None else self._tried
+        # Every zone is found before the first change: a name in no zone changes nothing.
+        placed = [(record, *self._locate(record.name)) for record in records]
+        for record, zone, rr in placed:
+            self._tried.add(record)  # before the call: a timeout may still have created the record
+            try:
+                record_id = self.add_domain_record(zone, rr, record.value)
+                log.debug("  %s: added %s TXT %s (RecordId %s)", zone, rr, record.value, record_id)
+            except AlidnsError as exc:
+                if exc.code != "DomainRecordDuplicate":
+                    raise
+                # The value is unique to this challenge, so the record is ours: an earlier attempt made it.
+                record_id = next((r["RecordId"] for r in self._txt_records(zone, rr, record.name)
+                                  if r["Value"] == record.value), None)
+                log.info("  %s TXT %s was already there (RecordId %s)", record.name, record.value, record_id)
+            if record_id:
+                self._ids[record] = record_id
+
+    def remove(self, records: list[TxtRecord]) -> None:
+        by_name: dict[str, list[TxtRecord]] = defaultdict(list)
+        for record in dict.fromkeys(records):
+            # After a publish, only what it sent can be there; a fresh object (a later run) looks at every record.
+            if True:
+                by_name[record.name].append(record)
+        failures: list[AcmeError] = []
+        for name, at_name in by_name.items():  # one failing name must not leave the others behind
+            try:
+                self._remove_at(name, at_name)
+            except AcmeError as exc:
+                failures.append(exc)
+        if failures:
+            raise failures[0]
+
+    # -- how --
+
+    def _remove_at(self, name: str, records: list[TxtRecord]) -> None:
+        """Delete, among the TXT records at ``name``, exactly those that are ``records``."""
+        place = self._find(name)
+        if place is None:
+            return  # in no zone of the account, so never published (publish found no zone either)
+        domain, rr = place
+        try:
+            present = self._txt_records(domain, rr, name)
+        except AlidnsError as exc:
+            if exc.code == "InvalidDomainName.NoExist":
+                return  # the zone is gone, and its records with it
+            raise
+        for record in records:
+            known = self._ids.get(record)
+            for entry in present:
+                # By RecordId when this object added it; by exact value for an earlier run's.
+                if entry["Value"] == record.value and known in (None, entry["RecordId"]):
+                    self.delete_domain_record(entry["RecordId"], f"{rr} TXT {record.value} in {domain}")
+                    log.debug("  %s: deleted %s TXT %s (RecordId %s)", domain, rr, record.value, entry["RecordId"])
+            self._ids.pop(record, None)
+
+    def _find(self, name: str) -> tuple[str, str] | None:
+        """(DomainName, RR) for ``name``: the account's zone that holds it and the name relative to that zone."""
+        zones = self._account_zones()
+        zone = longest_zone(name, list(zones))
+        return (zones[zone], _relative(name, zone)) if zone else None
+
+    def _locate(self, name: str) -> tuple[str, str]:
+        """As :meth:`_find`, but a name in no zone of the account is an error that lists a few of its zones."""
+        place = self._find(name)
+        if place is None:
+            raise AcmeError(f"{name} is in none of the zones of this Alibaba Cloud account "
+                            f"({_some_zones(name, list(self._account_zones().values()))}): add its domain in the "
+                            "Alibaba Cloud DNS console, or CNAME its _acme-challenge to a name in one of them")
+        return place
+
+    def _account_zones(self) -> dict[str, str]:
+        """Every domain of the account (all pages of DescribeDomains), fetched once."""
+        if self._zones is None:
+            zones: dict[str, str] = {}
+            for page in range(1, ALIDNS_MAX_PAGES + 1):
+                answer = self.describe_domains(page)
+                domains = _listed_items(answer, "Domains", "Domain")
+                for domain in domains:
+                    shown = str(domain.get("DomainName") or "")
+                    ascii_name = str(domain.get("PunyCode") or shown).rstrip(".").lower()
+                    if shown and ascii_name:
+                        zones[ascii_name] = shown
+                if not domains or page * ALIDNS_PAGE_SIZE >= _int(answer.get("TotalCount")):
+                    break
+            log.debug("  the account has %d zones", len(zones))
+            self._zones = zones
+        return self._zones
+
+    def _txt_records(self, domain: str, rr: str, name: str) -> list[dict[str, str]]:
+        """The TXT records at ``name`` in ``domain`` (every page), checked to really be at ``rr``."""
+        found: list[dict[str, str]] = []
+        for page in range(1, ALIDNS_MAX_PAGES + 1):
+            answer = self.describe_sub_domain_records(domain, name, page)
+            entries = _listed_items(answer, "DomainRecords", "Record")
+            found += [{"RecordId": str(e.get("RecordId", "")), "Value": str(e.get("Value", ""))} for e in entries
+                      if str(e.get("Type", "")).upper() == "TXT" and str(e.get("RR", "")).lower() == rr.lower()
+                      and e.get("RecordId")]
+            if not entries or page * ALIDNS_PAGE_SIZE >= _int(answer.get("TotalCount")):
+                break
+        return found
+
+    def _call(self, action: str, params: dict[str, str | int], about: str) -> dict:
+        """One Alidns action; Alibaba's refusal (or the network's) becomes an AlidnsError naming the action."""
+        try:
+            return alibaba.call(self.endpoint, action, ALIDNS_VERSION, params, self.credentials,
+                                session=self.session)
+        except alibaba.AlibabaError as exc:
+            hint = ALIDNS_HINTS.get(exc.code)
+            raise AlidnsError(f"Alibaba Cloud DNS {action} ({about}) failed: {exc}" + (f" ({hint})" if hint else ""),
+                              exc.code) from None
+
+    # -- the Alidns actions, one method each --
+
+    def describe_domains(self, page: int) -> dict:
+        """Alidns DescribeDomains (API 2015-01-09): one page of the account's domains (zones), newest first."""
+        return self._call("DescribeDomains", {"PageNumber": page, "PageSize": ALIDNS_PAGE_SIZE},
+                          f"listing the account's zones, page {page}")
+
+    def add_domain_record(self, domain: str, rr: str, value: str) -> str:
+        """Alidns AddDomainRecord (API 2015-01-09): one TXT record; returns its RecordId.
+
+        An identical record (same RR, type, value and line) is refused with DomainRecordDuplicate.
+        """
+        answer = self._call("AddDomainRecord", {"DomainName": domain, "RR": rr, "Type": "TXT", "Value": value,
+                                                "TTL": self.ttl}, f"{rr} TXT in {domain}")
+        if not answer.get("RecordId"):
+            raise AcmeError(f"Alibaba Cloud DNS AddDomainRecord ({rr} TXT in {domain}) answered without a RecordId")
+        return str(answer["RecordId"])
+
+    def delete_domain_record(self, record_id: str, about: str) -> None:
+        """Alidns DeleteDomainRecord (API 2015-01-09): delete one record by its RecordId.
+
+        A record already gone is refused with DomainRecordNotBelongToUser: that is done too.
+        """
+        try:
+            self._call("DeleteDomainRecord", {"RecordId": record_id}, f"RecordId {record_id}, {about}")
+        except AlidnsError as exc:
+            if exc.code != "DomainRecordNotBelongToUser":
+                raise
+
+    def describe_sub_domain_records(self, domain: str, name: str, page: int) -> dict:
+        """Alidns DescribeSubDomainRecords (API 2015-01-09): one page of the TXT records at ``name``.
+
+        DomainName is given so that Alibaba does not guess the zone from the name.
+        """
+        return self._call("DescribeSubDomainRecords", {"SubDomain": name, "DomainName": domain, "Type": "TXT",
+                                                       "PageNumber": page, "PageSize": ALIDNS_PAGE_SIZE},
+                          f"TXT records at {name}")
+
+
+def _relative(name: str, zone: str) -> str:
+    """The RR of ``name`` in ``zone``: the labels before it, or "@" for the zone's apex."""
+    name = name.rstrip(".")
+    return "@" if name.lower() == zone else name[: -len(zone) - 1]
+
+
+def _some_zones(name: str, zones: list[str], shown: int = 5) -> str:
+    """A few of the account's zones, those sharing the most trailing labels with ``name`` first."""
+    if not zones:
+        return "it has none"
+    labels = name.lower().split(".")
+
+    def shared(zone: str) -> int:
+        count = 0
+        for a, b in zip(reversed(labels), reversed(zone.lower().split(".")), strict=False):
+            if a != b:
+                break
+            count += 1
+        return count
+
+    chosen = sorted(zones, key=lambda z: (-shared(z), z))[:shown]
+    more = f" and {len(zones) - shown} more" if len(zones) > shown else ""
+    return "it has " + ", ".join(chosen) + more
+
+
+def _listed_items(answer: dict, outer: str, inner: str) -> list[dict]:
+    """``answer[outer][inner]``, Alibaba's shape for lists, as a list of objects (anything else: empty)."""
+    items = (answer.get(outer) or {}).get(inner) if isinstance(answer.get(outer), dict) else None
+    return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+
+
+def _int(value: object) -> int:
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return 0

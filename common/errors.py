@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import unicodedata
+from collections.abc import Callable
 from typing import Any
 
 # What to do about the problem types a step's user can fix (RFC 8555 §6.7).
 HINTS = {
     "accountDoesNotExist": "the CA does not know this account key (a restarted test CA?): run 04_new_account.py",
-    "orderNotReady": "the order is not ready: run 06_dns_challenge.py first, or 05_new_order.py for a new order",
+    "orderNotReady": "the order is not ready: prove the names first (06_dns_challenge.py or 06_http_challenge.py), "
+                     "or run 05_new_order.py for a new order",
     "badCSR": "the CSR does not match the order: run 03_create_csr.py and 05_new_order.py again",
     "rateLimited": "wait as the detail says; test against staging, whose limits are higher",
     "userActionRequired": "the CA needs you to do something, e.g. accept new terms: see the detail",
@@ -71,6 +73,22 @@ class Interrupted(BaseException):
     def __init__(self, signum: int, name: str) -> None:
         super().__init__(name)
         self.signum = signum
+
+
+def despite_interrupts(cleanup: Callable[[], None]) -> None:
+    """Run ``cleanup`` to the end even if Ctrl-C or a signal arrives meanwhile, then re-raise that.
+
+    ``cleanup`` must be safe to run again: it is restarted after each interruption.
+    """
+    pending: BaseException | None = None
+    while True:
+        try:
+            cleanup()
+            break
+        except (KeyboardInterrupt, Interrupted) as exc:
+            pending = exc
+    if pending is not None:
+        raise pending
 
 
 def _subproblem(sub: Any) -> str:

@@ -173,6 +173,10 @@ class Client:
         """Seconds left of the step's ``--timeout``."""
         return self.timeout - self.elapsed()
 
+    def restart_clock(self) -> None:
+        """Count --timeout from now: a wait of another kind (DNS propagation) has its own timeout."""
+        self.started = time.monotonic()
+
     def allow_more(self, seconds: float) -> None:
         """Extend the budget past --timeout, for a last look that explains why the step gave up."""
         self.timeout = max(self.timeout, self.elapsed()) + seconds

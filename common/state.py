@@ -27,6 +27,7 @@ CSR = "cert.csr"
 ACCOUNT = "account.json"
 ORDER = "order.json"
 SESSION = "session.json"  # cached directory and the latest Replay-Nonce
+DNS_RECORDS = "dns-records.json"  # TXT records step 06 published and has yet to remove
 CERT = "cert.pem"
 CHAIN = "chain.pem"
 FULLCHAIN = "fullchain.pem"

@@ -14,6 +14,7 @@ from typing import Any
 from . import resources, rfc8555
 from .errors import AcmeError, StepTimeoutError
 from .http import Client
+from .state import ORDER, WorkDir
 
 log = logging.getLogger("acme")
 
@@ -56,12 +57,15 @@ def open_tasks(client: Client, saved: dict[str, Any], challenge_type: str) -> li
     return tasks
 
 
-def answer(client: Client, tasks: list[Task], first_wait: float) -> float:
+def answer(client: Client, work: WorkDir, saved: dict[str, Any], tasks: list[Task], first_wait: float) -> float:
     """Answer every task's challenge (§7.5.1); returns how long to wait before the first poll.
 
-    A challenge the CA already calls invalid in its answer stops the step at once, with the
-    CA's error: waiting for the order would only end in a timeout.
+    order.json notes the challenges first, so a later run can tell this order's own valid
+    authorizations from ones the CA reused. A challenge the CA already calls invalid in its
+    answer stops the step at once, with the CA's error: waiting would only end in a timeout.
     """
+    saved["answered"] = saved.get("answered", []) + [task.challenge["url"] for task in tasks]
+    work.write_json(ORDER, saved)
     for task in tasks:
         challenge, retry_after = rfc8555.answer_challenge(client, task.challenge["url"])
         if challenge["status"] == "invalid":

@@ -19,6 +19,9 @@ from pathlib import Path
 import pytest
 import requests
 
+# Real BIND 9 and nginx, started once per session (tests/servers.py).
+pytest_plugins = ["servers"]
+
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_CA = ROOT / "tools" / "local_ca.py"
 STEPS = {
@@ -41,9 +44,10 @@ class LocalCA:
     state_dir: Path
     ports: dict[str, int]
     env: dict[str, str] = field(default_factory=dict)
+    options: list[str] = field(default_factory=list)  # more tools/local_ca.py options, e.g. --pebble-dns
 
     def start(self) -> None:
-        args = [f"--{name.replace('_', '-')}={port}" for name, port in self.ports.items()]
+        args = [f"--{name.replace('_', '-')}={port}" for name, port in self.ports.items()] + self.options
         subprocess.run([sys.executable, str(LOCAL_CA), "start", "--state-dir", str(self.state_dir), *args],
                        env={**os.environ, **self.env}, check=True)
 
@@ -123,9 +127,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _ca(tmp_path_factory: pytest.TempPathFactory, name: str, env: dict[str, str]) -> LocalCA:
-    ports = {p: _free_port() for p in ("acme_port", "management_port", "dns_port", "challtestsrv_port")}
-    ca = LocalCA(tmp_path_factory.mktemp(f"ca-{name}"), ports, env)
+def _ca(tmp_path_factory: pytest.TempPathFactory, name: str, env: dict[str, str],
+        options: list[str] | None = None) -> LocalCA:
+    ports = {p: _free_port() for p in ("acme_port", "management_port", "dns_port", "challtestsrv_port",
+                                       "http_port", "tls_port")}
+    ca = LocalCA(tmp_path_factory.mktemp(f"ca-{name}"), ports, env, options or [])
     ca.start()
     return ca
 
@@ -158,6 +164,14 @@ def ca_reuse(tmp_path_factory):
 def ca_chains(tmp_path_factory):
     """Pebble with two intermediates per chain and two alternate roots, as CAs in a root change have."""
     ca = _ca(tmp_path_factory, "chains", {"PEBBLE_CHAIN_LENGTH": "4", "PEBBLE_ALTERNATE_ROOTS": "2"})
+    yield ca
+    ca.stop()
+
+
+@pytest.fixture(scope="session")
+def ca_bind(tmp_path_factory, bind):
+    """Pebble validating DNS challenges against the real BIND of tests/servers.py, not challtestsrv."""
+    ca = _ca(tmp_path_factory, "bind", {"PEBBLE_WFE_NONCEREJECT": "0"}, ["--pebble-dns", f"{bind.address}:{bind.port}"])
     yield ca
     ca.stop()
 

@@ -8,6 +8,7 @@ import subprocess
 import uuid
 
 import pytest
+from conftest import fails
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
@@ -103,8 +104,9 @@ def test_failed_challenge_reports_ca_detail(ca, work):
     ca.ok(4, work, "--server", "pebble", "--agree-tos")
     ca.ok(5, work)
     ca.challtestsrv("/set-servfail", {"host": f"_acme-challenge.{name}."})
+    # The propagation check would see the SERVFAIL and never answer; this test is about the CA's verdict.
     result = ca.run(6, work, "--provider", "challtestsrv", "--challtestsrv-url", ca.state["challtestsrv_url"],
-                    "--first-wait", "0.2")
+                    "--first-wait", "0.2", "--no-propagation-check")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     assert "urn:ietf:params:acme:error:" in result.stderr
@@ -112,6 +114,24 @@ def test_failed_challenge_reports_ca_detail(ca, work):
     assert f"_acme-challenge.{name}" in result.stderr and "TXT" in result.stderr  # the CA's own detail
     assert "Removing TXT records" in result.stdout
     assert ca.txt(f"_acme-challenge.ok-{name}") == []  # removed on failure too
+
+
+def test_records_the_dns_does_not_serve_stop_06_before_the_ca_is_asked(ca, work, tmp_path):
+    name = unique("unseen")
+    ca.ok(1, work)
+    ca.ok(2, work)
+    ca.ok(3, work, "-d", name)
+    ca.ok(4, work, "--server", "pebble", "--agree-tos")
+    ca.ok(5, work)
+    ca.challtestsrv("/set-servfail", {"host": f"_acme-challenge.{name}."})
+    requests_made = tmp_path / "requests.log"
+    result = ca.run(6, work, "--provider", "challtestsrv", "--challtestsrv-url", ca.state["challtestsrv_url"],
+                    "--propagation-timeout", "3", env={"ACME_REQUEST_LOG": str(requests_made)})
+    fails(result, 1, "not yet visible", f"_acme-challenge.{name}", "--propagation-timeout")
+    assert "chal" not in requests_made.read_text().lower()  # no challenge was answered
+    assert "Removing TXT records" in result.stdout and not (work / "dns-records.json").exists()
+    ca.challtestsrv("/clear-servfail", {"host": f"_acme-challenge.{name}."})
+    assert ca.txt(f"_acme-challenge.{name}") == []
 
 
 @pytest.mark.parametrize(("step", "args", "needs"), [
@@ -272,10 +292,12 @@ def test_quiet_prints_nothing_on_success(ca, work):
 
 def test_published_records_are_visible_then_gone(ca):
     """The provider's records really reach the DNS the CA asks, two values on one name included."""
+    from common.dns_lookup import Server
     from common.dns_providers import ChalltestsrvProvider, TxtRecord
 
     name = f"_acme-challenge.{unique('dns')}"
-    provider = ChalltestsrvProvider(ca.state["challtestsrv_url"])
+    host, port = ca.state["dns_server"].rsplit(":", 1)
+    provider = ChalltestsrvProvider(ca.state["challtestsrv_url"], Server(host, int(port)))
     records = [TxtRecord(name, "first-value"), TxtRecord(name, "second-value")]
     provider.publish(records)
     assert sorted(ca.txt(name)) == ["first-value", "second-value"]

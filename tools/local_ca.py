@@ -199,7 +199,11 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     cmdline = Path(f"/proc/{pid}/cmdline")
-    return not cmdline.exists() or b"pebble" in cmdline.read_bytes()
+    try:
+        command = cmdline.read_bytes()
+    except OSError:
+        return True  # no /proc here: the signal check above is all there is
+    return not command or b"pebble" in command  # empty while a new process is still starting
 
 
 def read_state(state_dir: Path) -> dict | None:
@@ -221,7 +225,7 @@ def start(args: argparse.Namespace) -> None:
         "managementListenAddress": f"127.0.0.1:{args.management_port}",
         "certificate": str(state_dir / "localhost.pem"),
         "privateKey": str(state_dir / "localhost.key"),
-        "httpPort": 5002, "tlsPort": 5001,
+        "httpPort": args.http_port, "tlsPort": args.tls_port,
         "ocspResponderURL": "",
         "externalAccountBindingRequired": False,
         "domainBlocklist": ["blocked-domain.example"],
@@ -234,8 +238,11 @@ def start(args: argparse.Namespace) -> None:
     dns = f"127.0.0.1:{args.dns_port}"
     commands = {
         "challtestsrv": [challtestsrv, "-dnsserver", dns, "-management", f"127.0.0.1:{args.challtestsrv_port}",
-                         "-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", ""],
-        "pebble": [pebble, "-config", str(state_dir / "pebble-config.json"), "-dnsserver", dns],
+                         "-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", "",
+                         # Every name resolves to 127.0.0.1 only: with its default ::1 as well, Pebble
+                         # would try http-01 on IPv6 first and never reach a server on 127.0.0.1.
+                         "-defaultIPv6", ""],
+        "pebble": [pebble, "-config", str(state_dir / "pebble-config.json"), "-dnsserver", args.pebble_dns or dns],
     }
     pids = []
     for name, command in commands.items():
@@ -250,6 +257,8 @@ def start(args: argparse.Namespace) -> None:
         "management_url": f"https://localhost:{args.management_port}",
         "challtestsrv_url": f"http://localhost:{args.challtestsrv_port}",
         "dns_server": dns,
+        "pebble_dns": args.pebble_dns or dns,
+        "http01_port": args.http_port,
         "pids": pids,
         "pebble_log": str(state_dir / "pebble.log"),
     }
@@ -309,10 +318,12 @@ def main() -> None:
     p.add_argument("--state-dir", type=Path, default=local_ca_dir(),
                    help="config, certificates, logs and state.json (default: $ACME_LOCAL_CA_DIR or .local-ca)")
     for option, default in (("acme-port", 14000), ("management-port", 15000), ("dns-port", 8053),
-                            ("challtestsrv-port", 8055)):
+                            ("challtestsrv-port", 8055), ("http-port", 5002), ("tls-port", 5001)):
         env = "LOCAL_CA_" + option.upper().replace("-", "_")
         p.add_argument(f"--{option}", type=int, default=int(os.environ.get(env, default)),
                        help=f"(default: ${env} or {default})")
+    p.add_argument("--pebble-dns", metavar="ADDR:PORT",
+                   help="the DNS server Pebble validates against (default: challtestsrv's, on --dns-port)")
     p.add_argument("--retry-after", type=int, default=1,
                    help="Retry-After seconds Pebble sends on orders and authorizations (default: %(default)s)")
     args = p.parse_args()
