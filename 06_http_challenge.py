@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Step 6 (http-01): prove control of every name with a file on its web server (RFC 8555 §8.3).
+
+For each authorization of the order: fetch it; skip it if it is already valid (CAs reuse
+recent authorizations); else take its http-01 challenge and serve the key authorization
+  http://<name>/.well-known/acme-challenge/<token>  ->  token "." account-key-thumbprint
+either as a file in the document root of the web server you run (--webroot DIR), or from a
+small HTTP server this step runs itself while validation lasts (--standalone). Each name that
+resolves from here is fetched once first, as the CA will fetch it (--no-self-check skips
+that). Then every challenge is answered with POST {} (§7.5.1) and the order is polled until
+it is ready (§7.1.6). The files are removed, or the server stopped, whether validation worked
+or not.
+
+The CA fetches port 80 of every name from the Internet, often from several places, and
+follows redirects: the web server must be reachable from outside for each name. http-01
+cannot prove a wildcard (*.example.com); 06_dns_challenge.py can.
+
+Reads:  order.json, account.json, account.key, session.json
+Writes: order.json (the order, now ready); with --webroot, DIR/.well-known/acme-challenge/<token>
+        while the CA validates
+"""
+
+import argparse
+from pathlib import Path
+
+from common import challenges, cli, http01, jws, rfc8555, state, validation
+from common.cli import log
+from common.errors import UsageError
+
+STEP = "06_http_challenge.py"
+
+
+def main(args):
+    work = cli.work_dir(args)
+    saved = work.read_order()
+    status = saved["order"]["status"]
+    if status in ("ready", "valid"):
+        log.info("Order is already %s. Next: %s", status,
+                 "07_finalize.py" if status == "ready" else "08_get_certificate.py")
+        return
+    wildcards = [i["value"] for i in saved["order"]["identifiers"] if i["value"].startswith("*.")]
+    if wildcards:
+        raise UsageError(f"http-01 cannot prove a wildcard ({', '.join(wildcards)}): a web server answers for "
+                         "one name only. Use 06_dns_challenge.py for this order")
+
+    # The server or the webroot is set up first: a port in use fails before any request.
+    with site_from_args(args) as site:
+        client = cli.connect_account(args, work)
+        thumbprint = jws.key_thumbprint(client.key)
+        tasks = validation.open_tasks(client, saved, challenges.HTTP01)
+        if tasks:
+            key_authzs = {t.challenge["token"]: challenges.key_authorization(t.challenge["token"], thumbprint)
+                          for t in tasks}
+            site.publish(key_authzs)
+            if args.self_check:
+                for task in tasks:
+                    token = task.challenge["token"]
+                    http01.self_check(task.authz["identifier"]["value"], token, key_authzs[token])
+            first_wait = validation.answer(client, work, saved, tasks, args.first_wait)
+            log.info("Waiting for the CA to validate...")
+            order = validation.wait_until_ready(client, saved, first_wait, STEP)
+        else:  # every authorization was already valid: the order should be ready
+            order = validation.wait_until_ready(client, saved, 0.0, STEP)
+
+    work.write_json(state.ORDER, {**saved, "order": order})
+    if order["status"] not in ("ready", "valid"):
+        raise rfc8555.order_failure(client, order)
+    log.info("Order is %s: every name is proven. Next: 07_finalize.py", order["status"])
+
+
+def site_from_args(args):
+    """--webroot DIR, or --standalone on --http-port of --bind."""
+    if args.webroot:
+        if args.http_port is not None or args.bind is not None:
+            raise UsageError("--http-port and --bind go with --standalone, not --webroot")
+        return http01.webroot(args.webroot)
+    return http01.standalone(args.http_port or http01.HTTP_PORT, args.bind)
+
+
+def port(text):
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
+    return int(text)
+
+
+if __name__ == "__main__":
+    p = cli.parser(__doc__, network=True)
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--webroot", type=Path, metavar="DIR",
+                      help="write the files under DIR, the document root your web server serves on port 80")
+    mode.add_argument("--standalone", action="store_true",
+                      help="serve the files from this step itself; nothing else may listen on the port")
+    p.add_argument("--http-port", type=port, metavar="PORT",
+                   help="with --standalone: the port to listen on (default: 80, where the CA comes; another one "
+                        "only behind a port forward from 80)")
+    p.add_argument("--bind", metavar="ADDR", help="with --standalone: listen on this address only (default: all)")
+    p.add_argument("--no-self-check", dest="self_check", action="store_false",
+                   help="answer the challenges without first fetching each URL as the CA will")
+    cli.add_poll_options(p, first_wait=0.25)
+    cli.run(main, p)
