@@ -92,7 +92,7 @@ def seconds(text: str) -> float:
     return value
 
 
-def run(main: Callable[[argparse.Namespace], None], p: argparse.ArgumentParser) -> NoReturn:
+def run(main: Callable[[argparse.Namespace], int | None], p: argparse.ArgumentParser) -> NoReturn:
     """Parse the options, run ``main`` and turn its failures into one-line errors and exit statuses."""
     for stream in (sys.stdout, sys.stderr):  # a name like ☃.com must not crash a cp1252 console
         if hasattr(stream, "reconfigure"):
@@ -102,7 +102,7 @@ def run(main: Callable[[argparse.Namespace], None], p: argparse.ArgumentParser) 
     for signum in TERMINATING:
         signal.signal(signum, _interrupt)
     try:
-        main(args)
+        status = main(args)  # a step may return an exit status of its own (11 --check: 3 = not due)
         _flush_stdout()
     except UsageError as exc:
         _error(str(exc))
@@ -124,7 +124,7 @@ def run(main: Callable[[argparse.Namespace], None], p: argparse.ArgumentParser) 
             raise
         _error(f"internal error: {type(exc).__name__}: {exc} (run again with -v for the traceback)")
         sys.exit(EXIT_CA)
-    sys.exit(EXIT_OK)
+    sys.exit(status or EXIT_OK)
 
 
 def _interrupt(signum: int, frame: object) -> None:

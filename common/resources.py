@@ -11,6 +11,7 @@ the file is damaged rather than that the CA misbehaved.
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 from collections.abc import Callable
@@ -121,6 +122,41 @@ def challenge(body: Any, url: UrlCheck = https_url) -> dict[str, Any]:
     if "token" in c and not (isinstance(c["token"], str) and _TOKEN.fullmatch(c["token"])):
         raise ShapeError(f"its {c['type']} challenge has a token that is not base64url: {shown(c['token'])}")
     return c
+
+
+def renewal_info(body: Any, url: UrlCheck = https_url) -> dict[str, Any]:
+    """A renewalInfo object (RFC 9773 §4.2): the suggested window, start before end, and maybe
+    an explanationURL (a page for people, shown, never fetched: so not held to the CA's host)."""
+    info = _object(body, "the renewalInfo")
+    window = info.get("suggestedWindow")
+    if not isinstance(window, dict):
+        raise ShapeError(f"it has no suggestedWindow: {shown(window)}")
+    start, end = rfc3339(window.get("start")), rfc3339(window.get("end"))
+    if start is None or end is None or end < start:
+        raise ShapeError(f"its suggestedWindow does not run from start to end: {shown(window)}")
+    _optional(info, "explanationURL", str, "the renewalInfo")
+    return info
+
+
+_RFC3339 = re.compile(r"(\d{4}-\d\d-\d\d)[Tt ](\d\d:\d\d:\d\d)(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
+
+
+def rfc3339(value: Any) -> datetime.datetime | None:
+    """An RFC 3339 time as ACME sends it (``2026-11-27T13:40:34.123456789Z``), or None.
+
+    Go servers send nanoseconds, which Python's ``fromisoformat`` before 3.11 refuses: the
+    fraction is cut to microseconds first.
+    """
+    match = _RFC3339.fullmatch(value) if isinstance(value, str) else None
+    if not match:
+        return None
+    date, clock, fraction, zone = match.groups()
+    zone = "+00:00" if zone in "Zz" else zone
+    micro = "." + fraction[1:7].ljust(6, "0") if fraction else ""  # 3.10 takes exactly 3 or 6 digits
+    try:
+        return datetime.datetime.fromisoformat(f"{date}T{clock}{micro}{zone}")
+    except ValueError:
+        return None
 
 
 def identifier(body: Any) -> dict[str, str]:

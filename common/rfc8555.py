@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import resources
+from . import jws, resources
 from .errors import AcmeError
 from .http import PEM_CHAIN, Client, Response
 from .jws import b64url
+from .keys import PrivateKey
 
 
 def terms_of_service(client: Client) -> str | None:
@@ -19,16 +20,35 @@ def terms_of_service(client: Client) -> str | None:
     return (client.directory.get("meta") or {}).get("termsOfService")
 
 
-def new_account(client: Client, contact: list[str], *, agree_tos: bool) -> tuple[str, dict[str, Any], bool]:
+def new_account(client: Client, contact: list[str], *, agree_tos: bool,
+                eab: tuple[str, bytes] | None = None) -> tuple[str, dict[str, Any], bool]:
     """Create the account, or find the one this key already has (§7.3, §7.3.1).
 
-    Signed with ``jwk`` since no account URL exists yet. Returns the account URL, the account
-    and whether it is new: 201 Created, versus 200 OK for a key the CA already knows.
+    Signed with ``jwk`` since no account URL exists yet. ``eab`` is the (key id, HMAC key) of an
+    External Account Binding (§7.3.4), for CAs that require one. Returns the account URL, the
+    account and whether it is new: 201 Created, versus 200 OK for a key the CA already knows.
     """
+    url = client.endpoint("newAccount")
     payload: dict[str, Any] = {"termsOfServiceAgreed": agree_tos}
     if contact:
         payload["contact"] = contact
-    resp = client.post(client.endpoint("newAccount"), payload, use_jwk=True)
+    if eab:
+        payload["externalAccountBinding"] = jws.eab_jws(jws.jwk(client.key), eab[0], eab[1], url)
+    return _account_response(client, client.post(url, payload, use_jwk=True))
+
+
+def find_account(client: Client) -> tuple[str, dict[str, Any]]:
+    """Look the account up by its key alone, creating nothing (§7.3.1 ``onlyReturnExisting``).
+
+    The way back to an account whose URL was lost: the key is the account. A key the CA does
+    not know gets accountDoesNotExist.
+    """
+    url, account, _ = _account_response(client, client.post(client.endpoint("newAccount"),
+                                                             {"onlyReturnExisting": True}, use_jwk=True))
+    return url, account
+
+
+def _account_response(client: Client, resp: Response) -> tuple[str, dict[str, Any], bool]:
     if not resp.location:
         raise AcmeError("the CA's newAccount response has no Location header (the account URL)")
     account = client.checked(resources.account, resp, "account")
@@ -36,21 +56,74 @@ def new_account(client: Client, contact: list[str], *, agree_tos: bool) -> tuple
     return resp.location, account, resp.status == 201
 
 
+def get_account(client: Client) -> dict[str, Any]:
+    """The account object as the CA holds it: POST-as-GET to the account URL (§7.3.3 note, §6.3)."""
+    return client.checked(resources.account, client.post_as_get(_account_url(client)), "account")
+
+
 def update_account(client: Client, changes: dict[str, Any]) -> dict[str, Any]:
     """Change the account, e.g. its contacts: POST the new fields to the account URL (§7.3.2)."""
+    return client.checked(resources.account, client.post(_account_url(client), changes), "account")
+
+
+def deactivate_account(client: Client) -> dict[str, Any]:
+    """Deactivate the account for good (§7.3.6): the CA refuses every request it signs afterwards."""
+    return update_account(client, {"status": "deactivated"})
+
+
+def change_key(client: Client, new_key: PrivateKey) -> None:
+    """Roll the account over to ``new_key`` (§7.3.5): a JWS signed by the new key, inside one signed by the old.
+
+    The inner JWS proves possession of the new key, the outer one (sent as usual, with the old
+    key and the account URL) that the account's holder asks for it. Afterwards the client signs
+    with the new key.
+    """
+    url = client.endpoint("keyChange")
+    inner = jws.key_change_jws(new_key, client.key, _account_url(client), url)
+    client.post(url, inner)
+    client.key = new_key
+
+
+def revoke_certificate(client: Client, cert_der: bytes, reason: int, *, cert_key: PrivateKey | None = None) -> None:
+    """Revoke a certificate (§7.6) with an RFC 5280 §5.3.1 reason code.
+
+    Signed by the account (``kid``), or, with ``cert_key``, by the certificate's own key with its
+    ``jwk``: the way to revoke when the account is lost, since holding the key proves the right to.
+    """
+    client.post(client.endpoint("revokeCert"), {"certificate": b64url(cert_der), "reason": reason}, key=cert_key)
+
+
+def renewal_info(client: Client, cert_id: str) -> tuple[dict[str, Any], float | None]:
+    """The CA's suggested renewal window for a certificate (RFC 9773 §4.2): a plain GET, no JWS.
+
+    ``cert_id`` is the certificate's ARI identifier (common.certs.ari_cert_id). Returns the
+    renewalInfo object and the Retry-After saying when to ask again.
+    """
+    resp = client.get(client.endpoint("renewalInfo").rstrip("/") + "/" + cert_id)
+    return client.checked(resources.renewal_info, resp, "renewalInfo"), resp.retry_after
+
+
+def _account_url(client: Client) -> str:
     if not client.kid:
-        raise AcmeError("internal error: no account URL to update")
-    return client.checked(resources.account, client.post(client.kid, changes), "account")
+        raise AcmeError("internal error: no account URL")
+    return client.kid
 
 
-def new_order(client: Client, names: list[str]) -> tuple[str, dict[str, Any]]:
+def new_order(client: Client, names: list[str], *, profile: str | None = None,
+              replaces: str | None = None) -> tuple[str, dict[str, Any]]:
     """Ask for a certificate for ``names`` (§7.4); returns the order URL (Location) and the order.
 
-    The order must be for exactly the names asked: everything later (which records step 06
-    publishes) trusts its identifiers.
+    ``profile`` names one of the directory's ``meta.profiles`` (draft-ietf-acme-profiles §3);
+    ``replaces`` is the ARI certID of the certificate this one renews (RFC 9773 §5), so the CA
+    can link the two. The order must be for exactly the names asked: everything later (which
+    records step 06 publishes) trusts its identifiers.
     """
-    identifiers = [{"type": "dns", "value": name} for name in names]
-    resp = client.post(client.endpoint("newOrder"), {"identifiers": identifiers})
+    payload: dict[str, Any] = {"identifiers": [{"type": "dns", "value": name} for name in names]}
+    if profile:
+        payload["profile"] = profile
+    if replaces:
+        payload["replaces"] = replaces
+    resp = client.post(client.endpoint("newOrder"), payload)
     if not resp.location:
         raise AcmeError("the CA's newOrder response has no Location header (the order URL)")
     order = client.checked(resources.order, resp, "order")

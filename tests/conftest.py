@@ -45,6 +45,7 @@ class LocalCA:
     ports: dict[str, int]
     env: dict[str, str] = field(default_factory=dict)
     options: list[str] = field(default_factory=list)  # more tools/local_ca.py options, e.g. --pebble-dns
+    eab: tuple[str, str] | None = None  # (key id, base64url HMAC key) when started with --eab
 
     def start(self) -> None:
         args = [f"--{name.replace('_', '-')}={port}" for name, port in self.ports.items()] + self.options
@@ -164,6 +165,27 @@ def ca_reuse(tmp_path_factory):
 def ca_chains(tmp_path_factory):
     """Pebble with two intermediates per chain and two alternate roots, as CAs in a root change have."""
     ca = _ca(tmp_path_factory, "chains", {"PEBBLE_CHAIN_LENGTH": "4", "PEBBLE_ALTERNATE_ROOTS": "2"})
+    yield ca
+    ca.stop()
+
+
+@pytest.fixture(scope="session")
+def ca_eab(tmp_path_factory):
+    """Pebble requiring External Account Binding, as ZeroSSL and Google do; ``ca.eab`` is its (kid, HMAC key)."""
+    import base64
+    import secrets
+
+    kid, key = "test-eab-kid", base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+    ca = _ca(tmp_path_factory, "eab", {"PEBBLE_WFE_NONCEREJECT": "0"}, ["--eab", f"{kid}={key}"])
+    ca.eab = (kid, key)
+    yield ca
+    ca.stop()
+
+
+@pytest.fixture(scope="session")
+def ca_profiles(tmp_path_factory):
+    """Pebble offering Let's Encrypt's three profiles (default 90 days, tlsserver 45, shortlived 6)."""
+    ca = _ca(tmp_path_factory, "profiles", {}, ["--profiles"])
     yield ca
     ca.stop()
 

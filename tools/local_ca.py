@@ -48,6 +48,14 @@ BIN_DIR = PROJECT_ROOT / ".local-ca" / "bin"
 DEFAULT_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 
 
+# Let's Encrypt's profiles as of 2026 (classic is called "default" here), with their lifetimes.
+PROFILES = {
+    "default": {"description": "The default profile: 90 days", "validityPeriod": 90 * 86400},
+    "tlsserver": {"description": "Server authentication only, no common name: 45 days", "validityPeriod": 45 * 86400},
+    "shortlived": {"description": "Short-lived certificates: 6 days", "validityPeriod": 6 * 86400},
+}
+
+
 class SetupError(Exception):
     """Something the user has to fix; printed as one line, exit status 1."""
 
@@ -227,11 +235,12 @@ def start(args: argparse.Namespace) -> None:
         "privateKey": str(state_dir / "localhost.key"),
         "httpPort": args.http_port, "tlsPort": args.tls_port,
         "ocspResponderURL": "",
-        "externalAccountBindingRequired": False,
+        "externalAccountBindingRequired": bool(args.eab),
+        "externalAccountMACKeys": dict(pair.split("=", 1) for pair in args.eab),
         "domainBlocklist": ["blocked-domain.example"],
         "retryAfter": {"authz": args.retry_after, "order": args.retry_after},
-        # One profile: given several, Pebble picks one at random for orders that name none.
-        "profiles": {"default": {"description": "The default profile", "validityPeriod": 7776000}},
+        # One profile unless asked: given several, Pebble picks one at random for orders that name none.
+        "profiles": PROFILES if args.profiles else {"default": PROFILES["default"]},
     }}
     (state_dir / "pebble-config.json").write_text(json.dumps(config, indent=2))
     env = {**os.environ, "PEBBLE_VA_NOSLEEP": os.environ.get("PEBBLE_VA_NOSLEEP", "1")}
@@ -324,6 +333,10 @@ def main() -> None:
                        help=f"(default: ${env} or {default})")
     p.add_argument("--pebble-dns", metavar="ADDR:PORT",
                    help="the DNS server Pebble validates against (default: challtestsrv's, on --dns-port)")
+    p.add_argument("--profiles", action="store_true",
+                   help=f"offer the profiles {', '.join(PROFILES)}; an order naming none gets one at random")
+    p.add_argument("--eab", action="append", default=[], metavar="KID=KEY",
+                   help="require External Account Binding, accepting this key id and base64url HMAC key; repeatable")
     p.add_argument("--retry-after", type=int, default=1,
                    help="Retry-After seconds Pebble sends on orders and authorizations (default: %(default)s)")
     args = p.parse_args()
