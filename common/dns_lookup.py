@@ -88,8 +88,9 @@ def follow_cname(name: str, via: dns.resolver.Resolver) -> str:
             answer = via.resolve(current, "CNAME", raise_on_no_answer=False)
         except (dns.resolver.NXDOMAIN, dns.resolver.NoNameservers):
             return current
-        except dns.exception.DNSException as exc:
-            raise AcmeError(f"cannot look up {current} (CNAME): {_why(exc)}") from None
+        except dns.exception.DNSException as exc:  # only a hint lost: the propagation check will tell
+            log.warning("warning: could not check %s for a CNAME (%s); publishing there", current, _why(exc))
+            return current
         if answer.rrset is None:
             return current
         current = answer.rrset[0].target.to_text(omit_final_dot=True)

@@ -445,8 +445,7 @@ class AlidnsProvider(DnsProvider):
     """
 
     name = "alidns"
-    help = (f"Alibaba Cloud DNS (AccessKey from ${alibaba.ENV_ACCESS_KEY_ID} and ${alibaba.ENV_ACCESS_KEY_SECRET}, "
-            f"optional ${alibaba.ENV_SECURITY_TOKEN})")
+    help = f"Alibaba Cloud DNS, AccessKey in ${alibaba.ENV_ACCESS_KEY_ID} and ${alibaba.ENV_ACCESS_KEY_SECRET}"
     DEFAULT_TTL = 600  # the free edition's minimum; paid editions allow less
 
     def __init__(self, credentials: alibaba.Credentials, endpoint: str, resolvers: list[Server], ttl: int) -> None:
@@ -499,7 +498,7 @@ class AlidnsProvider(DnsProvider):
         by_name: dict[str, list[TxtRecord]] = defaultdict(list)
         for record in dict.fromkeys(records):
             # After a publish, only what it sent can be there; a fresh object (a later run) looks at every record.
-            if True:
+            if self._tried is None or record in self._tried:
                 by_name[record.name].append(record)
         failures: list[AcmeError] = []
         for name, at_name in by_name.items():  # one failing name must not leave the others behind
