@@ -17,6 +17,7 @@ REPLACED = ("The CA still knows the old account; certificates ordered with it ca
 
 def main(args):
     cli.create_key(args, state.ACCOUNT_KEY, REPLACED)
+    cli.log.info("Next: 02_create_cert_key.py")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ REPLACED = ("Certificates issued for the old key need it: they are unusable with
 
 def main(args):
     cli.create_key(args, state.CERT_KEY, REPLACED)
+    cli.log.info("Next: 03_create_csr.py -d NAME (repeat -d for more names)")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from it at finalization (RFC 8555 §7.4), and step 5 orders exactly those names.
 Names are lowercased and de-duplicated; internationalized names become A-labels
 (bücher.example -> xn--bcher-kva.example); *.example.com asks for a wildcard.
 
-Reads:  cert.key
+Reads:  cert.key; cert.pem with --names-from-cert (a renewal asks for the same names)
 Writes: cert.csr (PEM)
 """
 
@@ -19,6 +19,8 @@ from common.errors import UsageError
 
 def main(args):
     work = cli.work_dir(args)
+    if args.names_from_cert is not None:  # a renewal: the names of the certificate it replaces
+        args.domains = certs.san_names(work.read_leaf(args.names_from_cert))
     domains = names.normalize_names(args.domains)
     key = work.read_key(state.CERT_KEY)
     if work.exists(state.ACCOUNT_KEY) and keys.same_public_key(key, work.read_key(state.ACCOUNT_KEY)):
@@ -28,11 +30,17 @@ def main(args):
         log.warning("warning: Let's Encrypt takes at most %d names per certificate", names.LETSENCRYPT_MAX_NAMES)
     csr = certs.build_csr(key, domains)
     work.write_bytes(state.CSR, certs.csr_pem(csr))
+    for line in certs.describe_csr(csr):
+        log.debug("  %s", line)
     log.info("Wrote %s", work.path(state.CSR))
+    log.info("Next: %s", "05_new_order.py" if work.exists(state.ACCOUNT) else "04_new_account.py --agree-tos")
 
 
 if __name__ == "__main__":
     p = cli.parser(__doc__)
-    p.add_argument("-d", "--domain", dest="domains", action="append", required=True, metavar="NAME",
-                   help="a name for the certificate; repeat for more (the first becomes the common name)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("-d", "--domain", dest="domains", action="append", metavar="NAME",
+                       help="a name for the certificate; repeat for more (the first becomes the common name)")
+    which.add_argument("--names-from-cert", nargs="?", const="", metavar="CERT",
+                       help="the names of an existing certificate, for a renewal (default: the work dir's cert.pem)")
     cli.run(main, p)

@@ -5,22 +5,53 @@ POSTs the names to newOrder. The CA answers with the order: its status, one auth
 URL per name (each saying how to prove control of that name, §7.5) and the URL to send the
 CSR to once every name is proven. The order's own URL comes in the Location header.
 
-Reads:  cert.csr, account.json, account.key, session.json
+Two optional members shape the order. "profile" picks one of the certificate profiles the
+CA lists in its directory (draft-ietf-acme-profiles), e.g. Let's Encrypt's 6-day
+"shortlived"; --list-profiles shows them. "replaces" names the certificate this order renews
+by its ARI identifier (RFC 9773 §5), so the CA can link the two (Let's Encrypt then exempts
+the renewal from rate limits).
+
+Reads:  cert.csr, account.json, account.key, session.json; cert.pem with --replaces
 Writes: order.json (the order's URL and content)
 """
 
 from common import certs, cli, names, rfc8555, state
 from common.cli import log
+from common.errors import UsageError
 
 
 def main(args):
     work = cli.work_dir(args)
-    domains = certs.san_names(work.read_csr())
     client = cli.connect_account(args, work)
-    url, order = rfc8555.new_order(client, domains)
+    offered = rfc8555.profiles(client)
+    if args.list_profiles:
+        for name, description in offered.items():
+            print(f"{name}: {description}")
+        log.info("%s offered by %s", names.count(len(offered), "profile"), client.directory_url)
+        return
+    if args.profile and args.profile not in offered:
+        listed = "; ".join(f"{name} ({description})" for name, description in offered.items()) or "none"
+        raise UsageError(f"this CA offers no profile {args.profile!r}; it offers: {listed}")
+    domains = certs.san_names(work.read_csr())
+    replaces = None
+    if args.replaces is not None:  # --replaces alone means the work dir's cert.pem
+        replaces = certs.ari_cert_id(work.read_leaf(args.replaces))
+    if replaces and not client.directory.get("renewalInfo"):
+        log.warning("warning: this CA has no renewalInfo (ARI), so the order does not say what it replaces")
+        replaces = None
+    url, order = rfc8555.new_order(client, domains, profile=args.profile, replaces=replaces)
     work.write_json(state.ORDER, {"url": url, "order": order})
-    log.info("Creating order for %s... %s: %s", names.count(len(domains), "name"), order["status"], url)
+    log.info("Creating order for %s%s... %s: %s", names.count(len(domains), "name"),
+             f" with profile {args.profile}" if args.profile else "", order["status"], url)
+    if replaces:
+        log.info("  replacing the certificate %s", replaces)
+    log.info("Next: 06_dns_challenge.py (or 06_http_challenge.py) to prove the names")
 
 
 if __name__ == "__main__":
-    cli.run(main, cli.parser(__doc__, network=True))
+    p = cli.parser(__doc__, network=True)
+    p.add_argument("--profile", metavar="NAME", help="the certificate profile to ask for (see --list-profiles)")
+    p.add_argument("--list-profiles", action="store_true", help="list the CA's profiles and exit")
+    p.add_argument("--replaces", nargs="?", const="", metavar="CERT",
+                   help="this order renews CERT (default: the work dir's cert.pem); sends its ARI identifier")
+    cli.run(main, p)

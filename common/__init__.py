@@ -18,3 +18,15 @@ Each module holds one concern, so a reader can copy one piece without the rest:
 - ``state``      the work directory: which file each step reads and writes
 - ``cli``        the command-line contract shared by every step
 """
+
+import importlib.util
+import sys
+
+# A step run by a Python without the project's packages (the virtualenv not activated) would
+# otherwise stop on a ModuleNotFoundError traceback, even for --help.
+_MISSING = [name for name in ("cryptography", "requests", "idna", "dns") if importlib.util.find_spec(name) is None]
+if _MISSING:
+    print(f"error: {sys.executable} lacks the packages these steps need ({', '.join(_MISSING)}): run the step "
+          "with .venv/bin/python, or activate the virtualenv with '. .venv/bin/activate' (make it with ./setup.sh)",
+          file=sys.stderr)
+    sys.exit(2)

@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
 from .errors import AcmeError, UsageError
+from .jws import b64url
 from .keys import PrivateKey, same_public_key
 
 # A leaf that starts a few minutes in the future is a clock difference, not a broken certificate.
@@ -119,6 +120,41 @@ def _is_ca(cert: x509.Certificate) -> bool:
         return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     except x509.ExtensionNotFound:
         return False
+
+
+def ari_cert_id(cert: x509.Certificate) -> str:
+    """The certificate's ARI identifier (RFC 9773 §4.1): base64url(AKI keyIdentifier) "." base64url(serial).
+
+    The serial is its DER INTEGER content: big-endian two's complement, so a leading 00 byte
+    comes first when the top bit is set (0x87654321 -> 00 87 65 43 21).
+    """
+    try:
+        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    except x509.ExtensionNotFound:
+        aki = None
+    if not aki:
+        raise UsageError("the certificate has no authority key identifier, so ARI cannot name it")
+    serial = cert.serial_number.to_bytes(cert.serial_number.bit_length() // 8 + 1, "big")
+    return f"{b64url(aki)}.{b64url(serial)}"
+
+
+def top_issuer(chain: list[x509.Certificate]) -> str:
+    """The common name of the issuer of a chain's topmost certificate: the root it leads to."""
+    names = chain[-1].issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else chain[-1].issuer.rfc4514_string()
+
+
+def describe_csr(csr: x509.CertificateSigningRequest) -> list[str]:
+    """The CSR decoded, one field per line (what ``openssl req -text`` would show that matters)."""
+    from .keys import describe_key
+
+    return [
+        f"subject:   {csr.subject.rfc4514_string() or '(empty)'}",
+        f"names:     {', '.join(san_names(csr))} (subjectAltName: what the CA checks)",
+        f"key:       {describe_key(csr.public_key())}",
+        f"signature: {csr.signature_hash_algorithm.name if csr.signature_hash_algorithm else '?'} by that key "
+        "(proves possession, RFC 2986)",
+    ]
 
 
 def describe_certificate(cert: x509.Certificate) -> list[str]:

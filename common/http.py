@@ -158,6 +158,7 @@ class Client:
         self.started = time.monotonic()
         self.requests_sent = 0
         self.ca_bundle: str | None = None
+        self.unreachable_hint = ""  # what to tell a user who cannot reach the server
         self._directory = self._cached_directory()
         self._directory_cached = self._directory is not None
         self._nonce = store.nonce if store else None
@@ -410,7 +411,8 @@ class Client:
             raise AcmeError(f"TLS verification failed for {url}: {_reason(error)}; "
                             "trust the server's CA with --ca-bundle FILE") from None
         if isinstance(error, requests.exceptions.RequestException):
-            raise AcmeError(f"cannot reach {url}: {_reason(error)}") from None
+            hint = f"; {self.unreachable_hint}" if self.unreachable_hint else ""
+            raise AcmeError(f"cannot reach {url}: {_reason(error)}{hint}") from None
         if isinstance(error, _TooLargeError):
             raise AcmeError(f"{method} {url}: the CA sent more than {limit // 1024} KiB; refusing to read it") from None
         if error is not None:

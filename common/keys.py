@@ -30,9 +30,9 @@ def generate_key(key_type: str) -> PrivateKey:
     raise UsageError(f"unknown key type {key_type!r}: choose one of {', '.join(KEY_TYPES)}")
 
 
-def describe_key(key: PrivateKey) -> str:
-    """'EC P-256' or 'RSA 2048', for log lines."""
-    if isinstance(key, ec.EllipticCurvePrivateKey):
+def describe_key(key: Any) -> str:
+    """'EC P-256' or 'RSA 2048' for a private or public key, for log lines."""
+    if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)):
         return {"secp256r1": "EC P-256", "secp384r1": "EC P-384"}.get(key.curve.name, key.curve.name)
     return f"RSA {key.key_size}"
 

@@ -29,10 +29,13 @@ def normalize_name(raw: str) -> str:
         raise UsageError(f"invalid name {raw!r}: a wildcard must be the whole leftmost label, as in *.example.com")
     if any(c in base for c in ":/@[]"):
         raise UsageError(f"invalid name {raw!r}: give a bare domain name such as example.com, no URL or port")
+    if "_" in base:
+        raise UsageError(f"invalid name {raw!r}: it holds an underscore, which host names in certificates cannot: "
+                         "only letters, digits and hyphens (LDH, RFC 5280 §4.2.1.6 and the CA/B Forum rules)")
     try:
         base = idna.encode(base, uts46=True).decode("ascii")
     except idna.IDNAError as exc:
-        raise UsageError(f"invalid name {raw!r}: {exc}") from None
+        raise UsageError(f"invalid name {raw!r}: {_idna_problem(base, exc)}") from None
     labels = base.split(".")
     if len(labels) < 2:
         raise UsageError(f"invalid name {raw!r}: a public CA needs a full domain name such as example.com")
@@ -41,6 +44,18 @@ def normalize_name(raw: str) -> str:
     if labels[-1].isdigit():  # 192.0.2.1 is an IP address: dns identifiers cannot hold one (RFC 8738)
         raise UsageError(f"invalid name {raw!r}: an IP address is not a DNS name")
     return f"*.{base}" if wildcard else base
+
+
+def _idna_problem(name: str, exc: Exception) -> str:
+    """The idna library's complaint in plain words: which character, and why it cannot be in a name."""
+    match = re.search(r"Codepoint (U\+[0-9A-F]+)", str(exc))
+    if match:
+        char = chr(int(match.group(1)[2:], 16))
+        shown = f"{char!r} ({match.group(1)})" if char.isprintable() else match.group(1)
+        return f"the character {shown} cannot be part of a domain name, not even an internationalized one"
+    if "Empty Label" in str(exc) or ".." in name:
+        return "it has an empty label (two dots in a row)"
+    return f"it is not a valid (internationalized) domain name ({exc})"
 
 
 def describe_names(names: list[str], shown: int = 5) -> str:

@@ -20,6 +20,11 @@ def terms_of_service(client: Client) -> str | None:
     return (client.directory.get("meta") or {}).get("termsOfService")
 
 
+def profiles(client: Client) -> dict[str, str]:
+    """The certificate profiles the CA offers, name -> description (draft-ietf-acme-profiles §3)."""
+    return (client.directory.get("meta") or {}).get("profiles") or {}
+
+
 def new_account(client: Client, contact: list[str], *, agree_tos: bool,
                 eab: tuple[str, bytes] | None = None) -> tuple[str, dict[str, Any], bool]:
     """Create the account, or find the one this key already has (§7.3, §7.3.1).
@@ -178,12 +183,27 @@ def finalize(client: Client, finalize_url: str, csr_der: bytes) -> tuple[dict[st
     return client.checked(resources.order, resp, "order"), resp.retry_after
 
 
-def download_certificate(client: Client, url: str) -> Response:
-    """Fetch the PEM chain, leaf first (§7.4.2); ``Link: rel=alternate`` names other chains."""
+def download_certificate(client: Client, url: str) -> tuple[str, list[str]]:
+    """Fetch the PEM chain, leaf first (§7.4.2), and the URLs of the alternate chains the CA
+    offers in ``Link: rel="alternate"`` headers (the same leaf, other intermediates and roots)."""
     resp = client.post_as_get(url, accept=PEM_CHAIN)
     if not isinstance(resp.body, str) or "BEGIN CERTIFICATE" not in resp.body:
         raise AcmeError(f"the CA sent no PEM certificate chain from {url} (Content-Type {resp.content_type!r})")
-    return resp
+    return resp.body, [client.check_url(link, "alternate chain") for link in resp.links("alternate")]
+
+
+def preferred_chain(client: Client, chain: list[Any], alternates: list[str], issuer: str) -> list[Any] | None:
+    """The first chain, the default one and then each alternate, whose topmost certificate is
+    issued by ``issuer`` (a common name: certbot's --preferred-chain), or None."""
+    from .certs import split_pem_chain, top_issuer
+
+    if top_issuer(chain) == issuer:
+        return chain
+    for url in alternates:
+        candidate = split_pem_chain(download_certificate(client, url)[0])
+        if top_issuer(candidate) == issuer:
+            return candidate
+    return None
 
 
 def order_failure(client: Client, order: dict[str, Any]) -> AcmeError:

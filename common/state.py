@@ -190,6 +190,26 @@ class WorkDir:
             raise UsageError(f"{self.path(name)} holds no certificate; run {MADE_BY[name]} again")
         return certs
 
+    def read_leaf(self, path: str | Path | None = None) -> x509.Certificate:
+        """The certificate in ``path`` (the first one, if it holds a chain), else the work dir's cert.pem.
+
+        An empty ``path`` also means cert.pem: what an option like ``--replaces`` given alone stands for.
+        """
+        if not path:
+            return self.read_certificates(CERT)[0]
+        path = Path(path)
+        from .certs import parse_pem_certificates
+
+        try:
+            certs = parse_pem_certificates(path.read_bytes())
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise UsageError(f"{path} is not a PEM certificate ({exc})") from None
+        if not certs:
+            raise UsageError(f"{path} holds no certificate")
+        return certs[0]
+
     def write_key(self, name: str, key: PrivateKey, *, force: bool) -> bool:
         """Save a private key 0600. Refuse to replace one unless ``force``; True if one was replaced."""
         existed = self.exists(name)

@@ -34,6 +34,7 @@ STEPS = {
     7: "07_finalize.py",
     8: "08_get_certificate.py",
     9: "09_export_pkcs12.py",
+    11: "11_renewal_info.py",
 }
 
 
@@ -89,8 +90,11 @@ class LocalCA:
         reply = dns.query.udp(dns.message.make_query(name, dns.rdatatype.TXT), host, port=int(port), timeout=5)
         return [b"".join(r.strings).decode() for rrset in reply.answer for r in rrset]
 
-    def management(self, path: str) -> requests.Response:
-        resp = requests.get(self.state["management_url"] + path, verify=self.state["ca_bundle"], timeout=5)
+    def management(self, path: str, json_body: dict | None = None) -> requests.Response:
+        """GET (or POST ``json_body`` to) Pebble's management API, e.g. /roots/0, /set-renewal-info/."""
+        url, verify = self.state["management_url"] + path, self.state["ca_bundle"]
+        resp = (requests.post(url, json=json_body, verify=verify, timeout=5) if json_body is not None
+                else requests.get(url, verify=verify, timeout=5))
         resp.raise_for_status()
         return resp
 

@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""Step 11: ask the CA when to renew the certificate (ARI, RFC 9773).
+
+Computes the certificate's ARI identifier from its authority key identifier and serial
+number (§4.1), GETs renewalInfo/<certID> (§4.2: a plain GET with no JWS, since anyone may
+ask) and shows the window the CA suggests, with its explanation URL if it gives one. A time
+is picked at random inside the window (§4.2) and kept in renewal.json, so later runs agree;
+the CA is asked again only after its Retry-After. A CA without renewalInfo in its directory
+leaves the client to decide: renew when a third of the lifetime is left (half, for
+certificates shorter than 10 days).
+
+With --check the exit status says it, for scripts: 0 renewal is due now, 3 not yet (errors
+are still 1 and 2). renew.sh runs this first.
+
+Reads:  cert.pem (or --cert FILE), account.json (the server), session.json, renewal.json
+Writes: renewal.json (the decision: window, chosen time, when to ask again)
+"""
+
+import datetime
+from pathlib import Path
+
+from common import cli, renewal, state
+from common.cli import log
+
+NOT_DUE = 3
+
+
+def main(args):
+    work = cli.work_dir(args)
+    cert = work.read_leaf(args.cert)
+    account = work.read_account() if work.exists(state.ACCOUNT) else None
+    client = cli.connect(args, work, account=account, signing=False)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    decision = renewal.decide(client, work, cert, now)
+    for line in renewal.describe(decision, now):
+        log.info("%s", line)
+    if decision.due(now):
+        log.info("Next: renew with 03_create_csr.py --names-from-cert, 05_new_order.py --replaces, 06, 07, 08 "
+                 "(or renew.sh)")
+    elif args.check:
+        return NOT_DUE
+    return 0
+
+
+if __name__ == "__main__":
+    p = cli.parser(__doc__, network=True)
+    p.add_argument("--cert", type=Path, metavar="FILE", help="the certificate to ask about (default: cert.pem)")
+    p.add_argument("--check", action="store_true", help="exit 0 if renewal is due now, 3 if not yet")
+    cli.run(main, p)
