@@ -22,20 +22,17 @@ from common.errors import UsageError
 
 def main(args):
     work = cli.work_dir(args)
-    client = cli.connect_account(args, work)
-    offered = rfc8555.profiles(client)
     if args.list_profiles:
-        for name, description in offered.items():
-            print(f"{name}: {description}")
-        log.info("%s offered by %s", names.count(len(offered), "profile"), client.directory_url)
-        return
-    if args.profile and args.profile not in offered:
-        listed = "; ".join(f"{name} ({description})" for name, description in offered.items()) or "none"
-        raise UsageError(f"this CA offers no profile {args.profile!r}; it offers: {listed}")
-    domains = certs.san_names(work.read_csr())
+        return _list_profiles(cli.connect_account(args, work))
+    domains = certs.san_names(work.read_csr())  # local files first: a missing one costs no request
     replaces = None
     if args.replaces is not None:  # --replaces alone means the work dir's cert.pem
         replaces = certs.ari_cert_id(work.read_leaf(args.replaces))
+    client = cli.connect_account(args, work)
+    offered = rfc8555.profiles(client)
+    if args.profile and args.profile not in offered:
+        listed = "; ".join(f"{name} ({description})" for name, description in offered.items()) or "none"
+        raise UsageError(f"this CA offers no profile {args.profile!r}; it offers: {listed}")
     if replaces and not client.directory.get("renewalInfo"):
         log.warning("warning: this CA has no renewalInfo (ARI), so the order does not say what it replaces")
         replaces = None
@@ -47,6 +44,12 @@ def main(args):
         log.info("  replacing the certificate %s", replaces)
     log.info("Next: 06_dns_challenge.py (or 06_http_challenge.py) to prove the names")
 
+
+def _list_profiles(client):
+    offered = rfc8555.profiles(client)
+    for name, description in offered.items():
+        print(f"{name}: {description}")
+    log.info("%s offered by %s", names.count(len(offered), "profile"), client.directory_url)
 
 if __name__ == "__main__":
     p = cli.parser(__doc__, network=True)

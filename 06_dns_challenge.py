@@ -14,7 +14,7 @@ Reads:  order.json, account.json, account.key, session.json
 Writes: order.json (the order, now ready), dns-records.json (while records are published)
 """
 
-from common import cli, dns_providers, dns_records, jws, rfc8555, state, validation
+from common import cli, dns_providers, dns_records, jws, validation
 from common.challenges import DNS01, DNS_PERSIST01
 from common.cli import log
 
@@ -29,10 +29,7 @@ def main(args):
         log.info("Nothing an earlier run published is left.")
         return
     saved = work.read_order()
-    status = saved["order"]["status"]
-    if status in ("ready", "valid"):
-        log.info("Order is already %s. Next: %s", status,
-                 "07_finalize.py" if status == "ready" else "08_get_certificate.py")
+    if validation.already_proven(saved):
         return
     client = cli.connect_account(args, work)
     dns_records.remove_leftovers(work, provider)
@@ -40,23 +37,16 @@ def main(args):
     tasks = validation.open_tasks(client, saved, args.challenge)
     thumbprint = jws.key_thumbprint(client.key)
     records = [dns_records.record_for(args.challenge, task, thumbprint, client.kid) for task in tasks]
-    first_wait = args.first_wait
-    if tasks:
-        records = dns_records.delegated(provider, records)
-        with dns_records.published(work, provider, records, persistent=args.challenge == DNS_PERSIST01):
-            if args.propagation_check:
-                dns_records.wait_until_visible(provider, records, args.propagation_timeout)
-            client.restart_clock()  # --timeout counts the CA's part; DNS had --propagation-timeout
-            first_wait = validation.answer(client, work, saved, tasks, first_wait)
-            log.info("Waiting for the CA to validate...")
-            order = validation.wait_until_ready(client, saved, first_wait, STEP)
-    else:  # every authorization was already valid: the order should be ready
-        order = validation.wait_until_ready(client, saved, 0.0, STEP)
-
-    work.write_json(state.ORDER, {**saved, "order": order})
-    if order["status"] not in ("ready", "valid"):
-        raise rfc8555.order_failure(client, order)
-    log.info("Order is %s: every name is proven. Next: 07_finalize.py", order["status"])
+    records = dns_records.delegated(provider, records)
+    persistent = args.challenge == DNS_PERSIST01
+    if persistent and args.propagation_check:  # a standing record from an earlier run serves as it is
+        records = dns_records.not_yet_published(provider, records)
+    with dns_records.published(work, provider, records, persistent=persistent):
+        if args.propagation_check:
+            dns_records.wait_until_visible(provider, records, args.propagation_timeout)
+        client.restart_clock()  # --timeout counts the CA's part; DNS had --propagation-timeout
+        order = validation.complete(client, work, saved, tasks, args.first_wait, STEP)
+    validation.finish(client, work, saved, order)
 
 
 if __name__ == "__main__":

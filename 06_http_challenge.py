@@ -23,8 +23,7 @@ Writes: order.json (the order, now ready); with --webroot, DIR/.well-known/acme-
 import argparse
 from pathlib import Path
 
-from common import challenges, cli, http01, jws, rfc8555, state, validation
-from common.cli import log
+from common import challenges, cli, http01, jws, validation
 from common.errors import UsageError
 
 STEP = "06_http_challenge.py"
@@ -33,10 +32,7 @@ STEP = "06_http_challenge.py"
 def main(args):
     work = cli.work_dir(args)
     saved = work.read_order()
-    status = saved["order"]["status"]
-    if status in ("ready", "valid"):
-        log.info("Order is already %s. Next: %s", status,
-                 "07_finalize.py" if status == "ready" else "08_get_certificate.py")
+    if validation.already_proven(saved):
         return
     wildcards = [i["value"] for i in saved["order"]["identifiers"] if i["value"].startswith("*.")]
     if wildcards:
@@ -48,25 +44,16 @@ def main(args):
         client = cli.connect_account(args, work)
         thumbprint = jws.key_thumbprint(client.key)
         tasks = validation.open_tasks(client, saved, challenges.HTTP01)
+        key_authzs = {t.challenge["token"]: challenges.key_authorization(t.challenge["token"], thumbprint)
+                      for t in tasks}
         if tasks:
-            key_authzs = {t.challenge["token"]: challenges.key_authorization(t.challenge["token"], thumbprint)
-                          for t in tasks}
             site.publish(key_authzs)
-            if args.self_check:
-                for task in tasks:
-                    token = task.challenge["token"]
-                    http01.self_check(task.authz["identifier"]["value"], token, key_authzs[token])
-            first_wait = validation.answer(client, work, saved, tasks, args.first_wait)
-            log.info("Waiting for the CA to validate...")
-            order = validation.wait_until_ready(client, saved, first_wait, STEP)
-        else:  # every authorization was already valid: the order should be ready
-            order = validation.wait_until_ready(client, saved, 0.0, STEP)
-
-    work.write_json(state.ORDER, {**saved, "order": order})
-    if order["status"] not in ("ready", "valid"):
-        raise rfc8555.order_failure(client, order)
-    log.info("Order is %s: every name is proven. Next: 07_finalize.py", order["status"])
-
+        if args.self_check:
+            for task in tasks:
+                token = task.challenge["token"]
+                http01.self_check(task.authz["identifier"]["value"], token, key_authzs[token])
+        order = validation.complete(client, work, saved, tasks, args.first_wait, STEP)
+    validation.finish(client, work, saved, order)
 
 def site_from_args(args):
     """--webroot DIR, or --standalone on --http-port of --bind."""

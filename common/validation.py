@@ -31,6 +31,15 @@ class Task:
     challenge: dict[str, Any]
 
 
+def already_proven(saved: dict[str, Any]) -> bool:
+    """True, saying what comes next, when order.json's order needs no more proving."""
+    status = saved["order"]["status"]
+    if status in ("ready", "valid"):
+        log.info("Order is already %s. Next: %s", status,
+                 "07_finalize.py" if status == "ready" else "08_get_certificate.py")
+    return status in ("ready", "valid")
+
+
 def open_tasks(client: Client, saved: dict[str, Any], challenge_type: str) -> list[Task]:
     """The order's pending authorizations, each with its ``challenge_type`` challenge.
 
@@ -91,3 +100,21 @@ def wait_until_ready(client: Client, saved: dict[str, Any], first_wait: float, s
         raise AcmeError(str(exc), {"type": "about:blank", "detail": "where each authorization stands",
                                    "subproblems": rfc8555.failed_authorizations(client, saved["order"])}) from None
 
+
+def complete(client: Client, work: WorkDir, saved: dict[str, Any], tasks: list[Task], first_wait: float,
+             step: str) -> dict[str, Any]:
+    """Answer the tasks' challenges and wait for the order to be ready; with no tasks (every
+    authorization already valid), only look at the order."""
+    if not tasks:
+        return wait_until_ready(client, saved, 0.0, step)
+    first_wait = answer(client, work, saved, tasks, first_wait)
+    log.info("Waiting for the CA to validate...")
+    return wait_until_ready(client, saved, first_wait, step)
+
+
+def finish(client: Client, work: WorkDir, saved: dict[str, Any], order: dict[str, Any]) -> None:
+    """Save the order; one that is not ready says why, name by name (§7.1.6)."""
+    work.write_json(ORDER, {**saved, "order": order})
+    if order["status"] not in ("ready", "valid"):
+        raise rfc8555.order_failure(client, order)
+    log.info("Order is %s: every name is proven. Next: 07_finalize.py", order["status"])

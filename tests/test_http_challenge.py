@@ -38,7 +38,7 @@ import requests
 from conftest import ROOT, _ca, _free_port, fails, unique
 from cryptography import x509
 
-from common import http01
+from common import errors, http01
 from common.errors import AcmeError, Interrupted, UsageError
 from common.http import Client
 from common.rfc8555 import get_authorization
@@ -400,7 +400,7 @@ def test_cleanup_runs_to_the_end_through_an_interruption():
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        http01._despite_interrupts(cleanup)
+        errors.despite_interrupts(cleanup)
     assert calls == [0, 1]
 
 
