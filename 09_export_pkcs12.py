@@ -7,11 +7,17 @@ Server 2019 / Windows 10 1709 or later; --legacy uses 3DES with a SHA-1 MAC for 
 Server 2016 and older. The password comes from --password-file, --password-env or a prompt,
 never from the command line, and is never printed.
 
+Next to the .pfx goes install-iis.ps1, a PowerShell script for the Windows server: it imports
+the .pfx into Cert:\\LocalMachine\\WebHosting and gives every name of the certificate an HTTPS
+binding with SNI in IIS (or, with -CentralCertStore, fills IIS's Central Certificate Store).
+-v shows the algorithms the written .pfx really uses, read back from the file.
+
 Reads:  cert.key, cert.pem, chain.pem
-Writes: certificate.pfx (mode 0600: it holds the private key). Kept unless --force.
+Writes: certificate.pfx (mode 0600: it holds the private key; kept unless --force),
+        install-iis.ps1 (0644; written again with every new .pfx)
 """
 
-from common import certs, cli, keys, pkcs12, state
+from common import certs, cli, iis, keys, names, pkcs12, state
 from common.cli import log
 from common.errors import UsageError
 
@@ -25,18 +31,30 @@ def main(args):
         raise UsageError("cert.pem is not for cert.key: run 08_get_certificate.py again")
     if not args.force:
         work.refuse_existing(state.PFX)
+    script = iis.install_script(leaf, site=args.iis_site, legacy=args.legacy, pfx_name=state.PFX)
     password = pkcs12.read_password(args.password_file, args.password_env)
 
-    host = certs.san_names(leaf)[0]
-    name = args.name or f"{host} {leaf.not_valid_after_utc:%Y-%m-%d}"
+    dns_names = certs.san_names(leaf)
+    name = args.name or f"{dns_names[0]} {leaf.not_valid_after_utc:%Y-%m-%d}"
     kind = "legacy 3DES-SHA1, SHA-1 MAC" if args.legacy else "AES-256-CBC, SHA-256 MAC"
     log.info("Exporting key, certificate and %d intermediate(s) as PKCS#12 (%s)...", len(chain), kind)
     data = pkcs12.pfx_bytes(key, leaf, chain, password, legacy=args.legacy, friendly_name=name)
     path = work.write_bytes(state.PFX, data, private=True, replace=args.force)
     log.info("Wrote %s (friendly name %r)", path, name)
-    log.info("\nOn the Windows server, in an elevated PowerShell:")
-    for line in pkcs12.powershell_commands(state.PFX, leaf, host.removeprefix("*."), args.iis_site):
-        log.info("  %s", line)
+    log.debug("Algorithms in %s, as read back from the file:", state.PFX)
+    for part, algorithm in pkcs12.algorithms(path.read_bytes()):
+        log.debug("  %-13s %s", part + ":", algorithm)
+
+    script_path = work.write_bytes(iis.SCRIPT, iis.script_bytes(script))
+    log.info("Wrote %s for %s", script_path, names.describe_names(dns_names))
+    log.info("  certificate thumbprint (SHA-1, as Windows shows it): %s", iis.thumbprint(leaf))
+    log.info("Next: copy %s and %s to one folder on the Windows server and run, as Administrator:",
+             state.PFX, iis.SCRIPT)
+    log.info("  powershell -ExecutionPolicy Bypass -File .\\%s", iis.SCRIPT)
+    log.info("  It imports the .pfx into Cert:\\LocalMachine\\WebHosting and binds every name (SNI, port 443) in "
+             "IIS site %r;\n  -Site NAME for another site, -CentralCertStore DIR for IIS's Central Certificate Store.",
+             args.iis_site)
+    log.info("Then check what the server sends: 21_check_endpoint.py %s", dns_names[0].removeprefix("*."))
 
 
 if __name__ == "__main__":
@@ -47,6 +65,6 @@ if __name__ == "__main__":
     source.add_argument("--password-env", metavar="VAR", help="read the password from this environment variable")
     p.add_argument("--name", help="friendly name shown in the Windows certificate store (default: name and expiry)")
     p.add_argument("--iis-site", default="Default Web Site",
-                   help="IIS site for the printed binding commands (default: %(default)s)")
+                   help="IIS site install-iis.ps1 adds missing bindings to (default: %(default)s)")
     p.add_argument("--force", action="store_true", help="replace an existing certificate.pfx")
     cli.run(main, p)

@@ -61,7 +61,7 @@ case $? in
 esac
 
 # The files a renewal replaces, kept until the new ones are written, and put back on failure.
-kept=(cert.key cert.csr cert.pem chain.pem fullchain.pem certificate.pfx)
+kept=(cert.key cert.csr cert.pem chain.pem fullchain.pem certificate.pfx install-iis.ps1)
 mkdir -p "$dir/previous" && chmod 700 "$dir/previous"
 for f in "${kept[@]}"; do
   if [ -e "$dir/$f" ]; then cp -p "$dir/$f" "$dir/previous/$f"; else rm -f "$dir/previous/$f"; fi

@@ -236,7 +236,7 @@ def test_pkcs12_export(ca, work, legacy, expected):
     args = ["--password-env", "PFX_PW"] + (["--legacy"] if legacy else [])
     result = ca.ok(9, work, *args, env={"PFX_PW": password})
     assert password not in result.stdout + result.stderr
-    assert "Import-PfxCertificate" in result.stdout
+    assert "install-iis.ps1" in result.stdout and "Next:" in result.stdout
     pfx = work / "certificate.pfx"
     assert pfx.stat().st_mode & 0o777 == 0o600
     key, cert, extra = pkcs12.load_key_and_certificates(pfx.read_bytes(), password.encode())
