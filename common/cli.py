@@ -7,6 +7,7 @@ step. Neither failure prints a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from . import jws, keys, servers, state
+from .account import DEACTIVATED, is_deactivated, refuse_deactivated
 from .errors import AcmeError, Interrupted, UsageError, printable
 
 if TYPE_CHECKING:
@@ -36,7 +38,8 @@ def parser(doc: str | None, *, network: bool = False) -> argparse.ArgumentParser
                    help="work directory holding every file the steps share (default: $ACME_DIR or ./acme-work)")
     level = p.add_mutually_exclusive_group()
     level.add_argument("-v", "--verbose", action="store_true",
-                       help="show every HTTP exchange with the CA" if network else "show more detail")
+                       help="show every HTTP exchange with the CA" if network else
+                       "show more detail: what was made, decoded (a key's JWK, the CSR, the .pfx algorithms)")
     level.add_argument("-q", "--quiet", action="store_true", help="print only errors and warnings")
     if network:
         add_server_options(p)
@@ -46,8 +49,9 @@ def parser(doc: str | None, *, network: bool = False) -> argparse.ArgumentParser
 def add_server_options(p: argparse.ArgumentParser) -> None:
     """--server, --ca-bundle, --allow-host and --timeout. Without --server, a step uses account.json's server."""
     p.add_argument("--server", metavar="NAME|URL",
-                   help="pebble, staging, production or a directory URL (default: the server in account.json, "
-                        f"else $ACME_SERVER, else {servers.DEFAULT_SERVER})")
+                   help=f"{', '.join(servers.SERVER_NAMES)} or a directory URL (default: the server in account.json, "
+                        f"else $ACME_SERVER, else {servers.DEFAULT_SERVER}); {', '.join(servers.EAB_SERVERS)} need "
+                        "External Account Binding (04_new_account.py --eab-kid)")
     p.add_argument("--ca-bundle", default=os.environ.get("ACME_CA_BUNDLE"), metavar="FILE",
                    help="also trust this CA for the server's TLS (default: $ACME_CA_BUNDLE)")
     p.add_argument("--allow-host", action="append", metavar="HOST",
@@ -67,8 +71,12 @@ def add_key_options(p: argparse.ArgumentParser, *, default: str, file: str, why:
 def create_key(args: argparse.Namespace, name: str, replaced_warning: str) -> None:
     """Steps 01 and 02: a fresh --key-type key saved 0600, never replacing one without --force."""
     work = work_dir(args)
+    if not args.force:
+        work.refuse_existing(name)  # before announcing anything: nothing will be created
     log.info("Creating %s key %s...", args.key_type, name)
     key = keys.generate_key(args.key_type)
+    log.debug("  public JWK: %s", json.dumps(jws.jwk(key)))
+    log.debug("  JWK thumbprint (RFC 7638): %s", jws.key_thumbprint(key))
     if work.write_key(name, key, force=args.force):
         log.warning("warning: replaced the old %s. %s", name, replaced_warning)
     log.info("Wrote %s (%s)", work.path(name), keys.describe_key(key))
@@ -108,7 +116,8 @@ def run(main: Callable[[argparse.Namespace], int | None], p: argparse.ArgumentPa
         _error(str(exc))
         sys.exit(EXIT_USAGE)
     except AcmeError as exc:
-        _error(*exc.lines())
+        deactivated = [f"  ({DEACTIVATED})"] if is_deactivated(exc) else []
+        _error(*exc.lines(), *deactivated)
         sys.exit(EXIT_CA)
     except OSError as exc:  # an unwritable --dir, a full disk: the user's to fix
         _error(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
@@ -143,20 +152,25 @@ def work_dir(args: argparse.Namespace) -> state.WorkDir:
     return state.WorkDir(args.dir)
 
 
-def connect(args: argparse.Namespace, work: state.WorkDir, *, account: dict | None = None) -> Client:
+def connect(args: argparse.Namespace, work: state.WorkDir, *, account: dict | None = None,
+            signing: bool = True) -> Client:
     """A client for the server the account lives on, signing with account.key.
 
     ``account`` is account.json's content; without it (step 04) the server comes from the
-    options alone and requests are signed with the bare key (``jwk``).
+    options alone and requests are signed with the bare key (``jwk``). ``signing=False``
+    is for steps that only read what anyone may (11: renewalInfo): account.key is optional.
     """
     recorded = account or {}
-    server = args.server or recorded.get("directory_url") or os.environ.get("ACME_SERVER") or servers.DEFAULT_SERVER
+    server = args.server or recorded.get("directory_url") or os.environ.get("ACME_SERVER")
+    if not server:
+        server = servers.DEFAULT_SERVER
+        log.info("No --server given and none recorded in account.json: using %s (pass --server to choose)", server)
     directory_url, bundle = servers.resolve_server(server)
     same_server = directory_url == recorded.get("directory_url")
     bundle = args.ca_bundle or bundle or (recorded.get("ca_bundle") if same_server else None)
     from .http import Client  # here, not at the top: steps 01-03 and 09 start faster without requests
 
-    key = work.read_key(state.ACCOUNT_KEY)
+    key = work.read_key(state.ACCOUNT_KEY) if signing or work.exists(state.ACCOUNT_KEY) else None
     client = Client(
         directory_url,
         verify=servers.tls_verify(bundle),
@@ -167,19 +181,52 @@ def connect(args: argparse.Namespace, work: state.WorkDir, *, account: dict | No
         timeout=args.timeout,
     )
     client.ca_bundle = bundle  # recorded by step 04 so later steps trust the same CA
+    client.unreachable_hint = servers.unreachable_hint(directory_url)
     return client
 
 
 def connect_account(args: argparse.Namespace, work: state.WorkDir) -> Client:
-    """A client for steps 05 to 08: the account from account.json, signing with ``kid``."""
-    account = work.read_account()
-    client = connect(args, work, account=account)
+    """A client for steps 05 to 14: the account from account.json, signing with ``kid``."""
+    recorded = work.read_account()
+    client = connect(args, work, account=recorded)
     if not client.kid:
-        raise UsageError(f"account.json is for {account['directory_url']}, not {client.directory_url}: "
+        raise UsageError(f"account.json is for {recorded['directory_url']}, not {client.directory_url}: "
                          "run 04_new_account.py for this server")
-    if account.get("key_thumbprint") not in (None, jws.key_thumbprint(client.key)):
-        raise UsageError("account.key is not the key account.json was registered with: run 04_new_account.py")
+    check_account(work, recorded, client)
     return client
+
+
+def check_account(work: state.WorkDir, recorded: dict, client: Client) -> None:
+    """account.json's account is usable with account.key: not deactivated, and the key it was registered with."""
+    from . import rollover  # here: it brings requests, which steps 01-03 do without
+
+    refuse_deactivated(recorded)
+    interrupted = work.exists(rollover.NEW_ACCOUNT_KEY)
+    if recorded.get("key_thumbprint") not in (None, jws.key_thumbprint(client.key)):
+        raise UsageError(rollover.INTERRUPTED if interrupted else
+                         "account.key is not the key account.json was registered with: run 04_new_account.py")
+    if interrupted:  # the CA may still know account.key: let the step try, but say what to do if it fails
+        log.warning("warning: %s", rollover.INTERRUPTED)
+
+
+def confirm(action: str, *, yes: bool) -> None:
+    """Go on only after --yes, or once the person at the terminal has typed "yes" to ``action``.
+
+    For what cannot be undone (revoking, deactivating). Without a terminal (cron, a pipe) no
+    person can answer, so the step refuses rather than take whatever stdin holds for a yes.
+    """
+    if yes:
+        return
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError(f"not going to {action} without a confirmation, and there is no terminal to ask on: "
+                         "pass --yes")
+    _flush_stdout()
+    try:
+        answer = input(f"{action[:1].upper()}{action[1:]}? This cannot be undone. Type yes to go on: ")
+    except EOFError:
+        answer = ""
+    if answer.strip().lower() != "yes":
+        raise UsageError("not confirmed: nothing was changed")
 
 
 def _flush_stdout() -> None:

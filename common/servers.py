@@ -14,6 +14,29 @@ STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 PRODUCTION = "https://acme-v02.api.letsencrypt.org/directory"
 DEFAULT_SERVER = "staging"
 
+# The servers --server knows by name ("pebble", the local test CA, is resolved at run time).
+# The second value says where a CA that needs External Account Binding (RFC 8555 §7.3.4) hands
+# out the key id and HMAC key that 04_new_account.py --eab-kid ... binds the account to; None
+# for CAs that need none.
+NAMED_SERVERS: dict[str, tuple[str, str | None]] = {
+    "staging": (STAGING, None),
+    "production": (PRODUCTION, None),
+    "zerossl": ("https://acme.zerossl.com/v2/DV90", "the ZeroSSL dashboard, Developer section"),
+    "google": ("https://dv.acme-v02.api.pki.goog/directory",
+               "'gcloud publicca external-account-keys create' (use them within 7 days)"),
+    "google-staging": ("https://dv.acme-v02.test-api.pki.goog/directory",
+                       "'gcloud publicca external-account-keys create' with the API endpoint "
+                       "preprod-publicca.googleapis.com (staging keys)"),
+}
+SERVER_NAMES = ("pebble", *NAMED_SERVERS)
+EAB_SERVERS = tuple(name for name, (_, eab) in NAMED_SERVERS.items() if eab)
+
+
+def eab_source(directory_url: str) -> str | None:
+    """Where a named server that needs External Account Binding gives out its key id and HMAC key."""
+    return next((eab for url, eab in NAMED_SERVERS.values() if url == directory_url), None)
+
+
 # The local test CA (tools/local_ca.py) writes its directory URL and TLS bundle here.
 LOCAL_CA_DIR_ENV = "ACME_LOCAL_CA_DIR"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -40,17 +63,15 @@ def local_ca_state() -> dict[str, str]:
 
 
 def resolve_server(server: str) -> tuple[str, str | None]:
-    """A directory URL and the CA bundle it needs, from 'pebble', 'staging', 'production' or a URL."""
+    """A directory URL and the CA bundle it needs, from a name in SERVER_NAMES or a URL."""
     if server == "pebble":
         state = local_ca_state()
         return state["directory_url"], state["ca_bundle"]
-    if server == "staging":
-        return STAGING, None
-    if server == "production":
-        return PRODUCTION, None
+    if server in NAMED_SERVERS:
+        return NAMED_SERVERS[server][0], None
     if server.startswith("https://"):
         return server, None
-    raise UsageError(f"unknown server {server!r}: use pebble, staging, production or an https:// directory URL")
+    raise UsageError(f"unknown server {server!r}: use {', '.join(SERVER_NAMES)} or an https:// directory URL")
 
 
 def tls_verify(extra_bundle: str | None) -> str | bool:
@@ -80,3 +101,14 @@ def tls_verify(extra_bundle: str | None) -> str | bool:
         f.write(base_pem + b"\n" + extra_pem)
     atexit.register(lambda: os.path.exists(combined) and os.unlink(combined))
     return combined
+
+
+def unreachable_hint(directory_url: str) -> str:
+    """What to do when the server cannot be reached: start the local test CA, or check the network."""
+    try:
+        local = local_ca_state()["directory_url"] == directory_url
+    except UsageError:
+        local = "localhost" in directory_url or "127.0.0.1" in directory_url
+    if local:
+        return "is the local test CA running? Start it with: .venv/bin/python tools/local_ca.py start"
+    return "check the network connection, and the proxy settings (HTTPS_PROXY) if you need one"

@@ -34,7 +34,11 @@ STEPS = {
     7: "07_finalize.py",
     8: "08_get_certificate.py",
     9: "09_export_pkcs12.py",
+    10: "10_account_info.py",
     11: "11_renewal_info.py",
+    12: "12_revoke_certificate.py",
+    13: "13_change_account_key.py",
+    14: "14_deactivate_account.py",
 }
 
 

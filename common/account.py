@@ -1,0 +1,117 @@
+"""The account after registration: what account.json records, External Account Binding, deactivation.
+
+The CA knows an account by its key (RFC 8555 §7.3); account.json is this side's record of it:
+the server, the account URL, the key's thumbprint and the status and contacts last seen.
+Some CAs make that record the only one that matters: ZeroSSL and Sectigo answer a repeated
+newAccount with External Account Binding (§7.3.4) by opening a second account instead of
+returning the first, so a client must not register again what it already recorded.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import jws, servers
+from .errors import AcmeError, UsageError
+
+if TYPE_CHECKING:
+    from .http import Client
+
+EAB_OPTIONS = "--eab-kid KID with --eab-hmac-key-file FILE or --eab-hmac-key-env VAR"
+AFTER_DEACTIVATION = ("for a new account run 01_create_account_key.py --force, then 04_new_account.py --agree-tos; "
+                      "its certificates can still be revoked with their own keys: 12_revoke_certificate.py "
+                      "--with-cert-key")
+DEACTIVATED = f"this account is deactivated, for good: {AFTER_DEACTIVATION}"
+
+
+def record(client: Client, account_url: str, account: dict[str, Any], terms: str | None) -> dict[str, Any]:
+    """account.json's content: what later steps need to sign as this account, and what the CA last said."""
+    return {
+        "directory_url": client.directory_url,
+        "ca_bundle": os.path.abspath(client.ca_bundle) if client.ca_bundle else None,
+        "account_url": account_url,
+        "key_thumbprint": jws.key_thumbprint(client.key),  # later steps check account.key still matches
+        "status": account.get("status"),
+        "contact": account.get("contact", []),
+        "terms_of_service": terms,
+    }
+
+
+def records_this_key(recorded: dict[str, Any] | None, client: Client) -> bool:
+    """True if account.json holds an account on ``client``'s server for ``client``'s key."""
+    return bool(recorded) and recorded.get("directory_url") == client.directory_url \
+        and recorded.get("key_thumbprint") == jws.key_thumbprint(client.key)
+
+
+# -- deactivation (§7.3.6) ----------------------------------------------------------------------
+
+
+def refuse_deactivated(recorded: dict[str, Any]) -> None:
+    """Stop before sending anything if account.json says the account was deactivated (step 14)."""
+    if recorded.get("status") == "deactivated":
+        raise AcmeError(f"the account {recorded.get('account_url')} is deactivated (account.json), so the CA "
+                        f"refuses every request it signs: {AFTER_DEACTIVATION}")
+
+
+def is_deactivated(exc: AcmeError) -> bool:
+    """True for the CA's answer to a request from a deactivated account: 403 unauthorized.
+
+    Pebble says "Account has been deactivated" (or, to newAccount, "... exists but is
+    deactivated"), Boulder 'Account is not valid, has status "deactivated"'.
+    """
+    detail = exc.problem.get("detail")
+    return exc.status == 403 and exc.type.endswith(":unauthorized") and "deactivated" in str(detail).lower()
+
+
+# -- External Account Binding (§7.3.4) ----------------------------------------------------------
+
+
+def external_account_required(client: Client) -> bool:
+    """True if the directory says new accounts need External Account Binding (§7.1.1 ``meta``)."""
+    return (client.directory.get("meta") or {}).get("externalAccountRequired") is True
+
+
+def eab_missing(directory_url: str) -> str:
+    """The error for a CA that requires EAB when none was given: which options, and where to get the values."""
+    source = servers.eab_source(directory_url) or "your account at the CA"
+    return f"{directory_url} requires External Account Binding: pass {EAB_OPTIONS}, the key id and HMAC key " \
+           f"from {source}"
+
+
+def eab_credentials(kid: str | None, key_file: str | None, key_env: str | None) -> tuple[str, bytes] | None:
+    """The (key id, HMAC key) to bind the account with, or None when no EAB option was given.
+
+    The HMAC key comes from a file's first line or an environment variable, never from the
+    command line (other users can read a process's arguments), as the base64url text CAs hand
+    out. No message here ever repeats the key.
+    """
+    if not (kid or key_file or key_env):
+        return None
+    if not kid:
+        raise UsageError("an EAB HMAC key needs its key id: pass --eab-kid KID as well")
+    if key_file:
+        text, source = _first_line(Path(key_file)), f"--eab-hmac-key-file {key_file}"
+    elif key_env:
+        if key_env not in os.environ:
+            raise UsageError(f"the environment variable {key_env} is not set: export it, or use --eab-hmac-key-file")
+        text, source = os.environ[key_env], f"${key_env}"
+    else:
+        raise UsageError("--eab-kid needs the HMAC key that came with it: pass --eab-hmac-key-file FILE "
+                         "or --eab-hmac-key-env VAR (never on the command line)")
+    try:
+        return kid, jws.decode_hmac_key(text)
+    except ValueError as exc:
+        raise UsageError(f"{source}: {exc}") from None
+
+
+def _first_line(path: Path) -> str:
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as exc:
+        raise UsageError(f"cannot read EAB HMAC key file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"EAB HMAC key file {path} is not UTF-8 text: it should hold the base64url key") from None
+    lines = text.splitlines()
+    return lines[0] if lines else ""
