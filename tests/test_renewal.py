@@ -240,3 +240,14 @@ def test_renew_sh_bad_usage(ca, tmp_path):
     result = subprocess.run(["bash", str(ROOT / "renew.sh"), "--dir", str(tmp_path)], capture_output=True, text=True,
                             timeout=30)
     assert result.returncode == 2 and "cert.pem not found" in result.stderr
+
+
+def test_revoking_the_certificate_makes_renewal_due_at_once(ca, work):
+    """12 drops the saved decision for the work dir's certificate; 11 then asks the CA, which says: now."""
+    ca.issue(work, [unique("revoked")])
+    assert ca.run(11, work, "--check").returncode == NOT_DUE
+    ca.ok(12, work, "--yes", "--reason", "keyCompromise")
+    assert not (work / "renewal.json").exists()
+    result = ca.run(11, work, "--check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "due now" in result.stdout
