@@ -12,6 +12,8 @@ same name (a wildcard and its apex share ``_acme-challenge.<domain>``; so may an
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import logging
 import os
 import re
@@ -21,13 +23,16 @@ from abc import ABC, abstractmethod
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import requests
 
 from . import alibaba, dns_lookup, servers
 from .dns_lookup import Server
 from .errors import AcmeError, UsageError
+
+if TYPE_CHECKING:
+    import dns.update
 
 DEFAULT_CHALLTESTSRV = "http://localhost:8055"
 log = logging.getLogger("acme")
@@ -46,6 +51,7 @@ class DnsProvider(ABC):
 
     name: ClassVar[str]
     help: ClassVar[str]
+    removes_records: ClassVar[bool] = True  # False when ``remove`` only tells the user what to delete
 
     def __init__(self, resolvers: list[Server] | None = None) -> None:
         # Where CNAMEs, zones and name servers are looked up: --dns-resolver, else the system's.
@@ -154,6 +160,9 @@ class ChalltestsrvProvider(DnsProvider):
                 dns_server = dns_lookup.parse_server(servers.local_ca_state()["dns_server"], "dns_server")
             except (UsageError, KeyError):
                 dns_server = None
+        if dns_server is None and getattr(args, "propagation_check", True):
+            raise UsageError("challtestsrv's DNS address is unknown (no local test CA state): give it with "
+                             "--dns-resolver ADDR:PORT, or skip the check with --no-propagation-check")
         return cls(url, dns_server)
 
     def _call(self, path: str, body: dict[str, str]) -> None:
@@ -192,6 +201,7 @@ class ManualProvider(DnsProvider):
 
     name = "manual"
     help = "print the records, wait while you create them by hand"
+    removes_records = False
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> DnsProvider:
@@ -208,6 +218,9 @@ class ManualProvider(DnsProvider):
             input("Press Enter once they are published... ")
         except EOFError:
             raise UsageError("the manual provider waits for Enter, but the input ended") from None
+        except KeyboardInterrupt:
+            print()  # end the prompt's line, so what the cleanup says starts on its own
+            raise
 
     def remove(self, records: list[TxtRecord]) -> None:
         print("You can now delete these TXT records:")
@@ -220,6 +233,9 @@ class ManualProvider(DnsProvider):
 # key "name" { algorithm hmac-sha256; secret "base64"; };  as tsig-keygen and dnssec-keygen write it
 _BIND_KEY = re.compile(r'key\s+"?([^"\s{]+)"?\s*\{(.*?)\}\s*;', re.S)
 _KEY_FIELD = re.compile(r'(algorithm|secret)\s+"?([^";\s]+)"?\s*;')
+# The algorithms tsig-keygen offers, by the name its key files use -> the name dnspython knows them by.
+_TSIG_ALGORITHMS = {"hmac-md5": "hmac-md5.sig-alg.reg.int", "hmac-sha1": "hmac-sha1", "hmac-sha224": "hmac-sha224",
+                    "hmac-sha256": "hmac-sha256", "hmac-sha384": "hmac-sha384", "hmac-sha512": "hmac-sha512"}
 
 
 @dataclass(frozen=True)
@@ -243,7 +259,15 @@ def read_tsig_key(path: Path) -> TsigKey:
     if not match or "secret" not in fields:
         raise UsageError(f'{path} is not a BIND key file: expected key "NAME" {{ algorithm ...; secret "..."; }};'
                          " as tsig-keygen writes it")
-    return TsigKey(match.group(1), fields.get("algorithm", "hmac-sha256"), fields["secret"])
+    algorithm = fields.get("algorithm", "hmac-sha256").lower()
+    if algorithm not in _TSIG_ALGORITHMS:
+        raise UsageError(f"{path}: unknown TSIG algorithm {algorithm!r}; tsig-keygen's are "
+                         f"{', '.join(_TSIG_ALGORITHMS)} (hmac-sha256 is its default)")
+    try:
+        base64.b64decode(fields["secret"], validate=True)
+    except binascii.Error:
+        raise UsageError(f"{path}: the key's secret is not base64; use the file as tsig-keygen wrote it") from None
+    return TsigKey(match.group(1), _TSIG_ALGORITHMS[algorithm], fields["secret"])
 
 
 @register
@@ -262,6 +286,7 @@ class Rfc2136Provider(DnsProvider):
         super().__init__(resolvers)
         self.key, self.server, self.ttl = key, server, ttl
         self._zones: dict[str, str] = {}
+        self._sent: set[TxtRecord] | None = None  # what an update may have added; None: publish never ran
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -278,10 +303,14 @@ class Rfc2136Provider(DnsProvider):
         return cls(read_tsig_key(args.tsig_key_file), server, args.dns_resolver, args.ttl or cls.DEFAULT_TTL)
 
     def publish(self, records: list[TxtRecord]) -> None:
+        self._sent = set() if self._sent is None else self._sent
         self._update(records, add=True)
 
     def remove(self, records: list[TxtRecord]) -> None:
-        self._update(records, add=False)
+        # After a publish, only what an update may have added can be there; a later run's object tries them all.
+        records = [r for r in records if self._sent is None or r in self._sent]
+        if records:
+            self._update(records, add=False)
 
     def _zone(self, name: str) -> str:
         if name not in self._zones:
@@ -291,8 +320,6 @@ class Rfc2136Provider(DnsProvider):
     def _update(self, records: list[TxtRecord], *, add: bool) -> None:
         """One UPDATE message per zone, adding or deleting exactly these values (RFC 2136 §2.5)."""
         import dns.name
-        import dns.query
-        import dns.rcode
         import dns.tsigkeyring
         import dns.update
 
@@ -311,15 +338,37 @@ class Rfc2136Provider(DnsProvider):
                 else:
                     update.delete(name, "TXT", rdata)
             server = self.server or dns_lookup.primary_of(zone, self.resolver)
-            try:
-                reply = dns.query.tcp(update, server.address, port=server.port, timeout=dns_lookup.LOOKUP_LIFETIME)
-            except dns.exception.DNSException as exc:
-                raise AcmeError(f"the DNS server {server} refused the update of {zone}: {_tsig_problem(exc)}") from None
-            except OSError as exc:
-                raise AcmeError(f"cannot reach the DNS server {server} for {zone}: {exc.strerror or exc}") from None
-            if reply.rcode() != dns.rcode.NOERROR:
-                raise AcmeError(f"the DNS server {server} refused the update of {zone}: "
-                                f"{dns.rcode.to_text(reply.rcode())} ({_RCODES.get(reply.rcode(), 'see its log')})")
+            if add and self._sent is not None:
+                self._sent.update(zone_records)  # before sending: an update whose answer is lost may still apply
+            refusal = self._send(update, server, zone)
+            if refusal:
+                if add and self._sent is not None:
+                    self._sent.difference_update(zone_records)  # a refused update changes nothing (RFC 2136 §3)
+                raise AcmeError(refusal)
+
+    def _send(self, update: dns.update.UpdateMessage, server: Server, zone: str) -> str | None:
+        """Send one UPDATE: None once applied, or why the server refused it (it then changed nothing).
+
+        With no answer the update may or may not have been applied: that raises AcmeError instead.
+        """
+        import dns.query
+        import dns.rcode
+        import dns.tsig
+
+        try:
+            reply = dns.query.tcp(update, server.address, port=server.port, timeout=dns_lookup.LOOKUP_LIFETIME)
+        except dns.tsig.PeerError as exc:  # the server checked the signature and said no
+            return f"the DNS server {server} refused the update of {zone}: {_tsig_problem(exc)}"
+        except ConnectionRefusedError:
+            return f"cannot reach the DNS server {server} for {zone}: connection refused"
+        except dns.exception.DNSException as exc:
+            raise AcmeError(f"the update of {zone} on the DNS server {server} failed: {_tsig_problem(exc)}") from None
+        except OSError as exc:
+            raise AcmeError(f"cannot reach the DNS server {server} for {zone}: {exc.strerror or exc}") from None
+        if reply.rcode() != dns.rcode.NOERROR:
+            return (f"the DNS server {server} refused the update of {zone}: "
+                    f"{dns.rcode.to_text(reply.rcode())} ({_RCODES.get(reply.rcode(), 'see its log')})")
+        return None
 
 
 _RCODES = {5: "the key may not update this zone", 9: "the server is not authoritative for the zone, or the key "

@@ -59,6 +59,9 @@ def published(work: WorkDir, provider: DnsProvider, records: list[TxtRecord], *,
     They are listed in dns-records.json first, so an interrupted run leaves a trail; the list
     goes once they are removed. ``persistent`` records (dns-persist-01) stay published.
     """
+    if not records:  # nothing to do: every name was valid already, or its dns-persist-01 record in place
+        yield
+        return
     if not persistent:
         work.write_json(DNS_RECORDS, {"provider": provider.name, "records": _listed(records)})
     log.info("Publishing %s with %s...", names.count(len(records), "TXT record"), provider.name)
@@ -83,19 +86,35 @@ def published(work: WorkDir, provider: DnsProvider, records: list[TxtRecord], *,
                 work.path(DNS_RECORDS).unlink(missing_ok=True)
             if interrupted:
                 log.warning("Interrupted: %s. Run 06_dns_challenge.py again to finish proving the names.",
-                            "the TXT records were removed" if removed else
                             "some TXT records may be left; they are listed in dns-records.json, which the next "
-                            "run (or 06_dns_challenge.py --cleanup) removes")
+                            "run (or 06_dns_challenge.py --cleanup) removes" if not removed else
+                            "the TXT records were removed" if provider.removes_records else
+                            "delete the TXT records shown above if you created any")
 
 
 def wait_until_visible(provider: DnsProvider, records: list[TxtRecord], timeout: float) -> None:
     """Return once every server the CA may ask serves every value (see common/dns_lookup.py)."""
+    if not records:
+        return
     expected: dict[str, set[str]] = {}
     for record in records:
         expected.setdefault(record.name, set()).add(record.value)
     log.info("Checking that the records are visible on the authoritative servers...")
     servers = {name: provider.servers_for(name) for name in expected}
     dns_lookup.wait_until_visible(expected, servers, timeout)
+
+
+def not_yet_published(provider: DnsProvider, records: list[TxtRecord]) -> list[TxtRecord]:
+    """The records some authoritative server does not serve yet. A dns-persist-01 record is
+    published once and proves every later order of the account: it is not published again."""
+    missing = []
+    for record in records:
+        if all(record.value in (dns_lookup.txt_values(record.name, server) or set())
+               for server in provider.servers_for(record.name)):
+            log.info("%s TXT %s is already published", record.name, record.value)
+        else:
+            missing.append(record)
+    return missing
 
 
 def remove_leftovers(work: WorkDir, provider: DnsProvider) -> None:

@@ -214,8 +214,8 @@ def order_failure(client: Client, order: dict[str, Any]) -> AcmeError:
     """
     problem = order.get("error") if isinstance(order.get("error"), dict) else {}
     listed = problem.get("subproblems") if isinstance(problem.get("subproblems"), list) else []
-    named = {_identifier_value(sub) for sub in listed}
-    extra = [sub for sub in failed_authorizations(client, order) if _identifier_value(sub) not in named]
+    shown = {_subproblem_key(sub) for sub in listed}
+    extra = [sub for sub in failed_authorizations(client, order) if _subproblem_key(sub) not in shown]
     return AcmeError(f"the order is {order['status']}: the CA could not validate every name",
                      {**problem, "subproblems": listed + extra})
 
@@ -232,6 +232,12 @@ def failed_authorizations(client: Client, order: dict[str, Any]) -> list[dict[st
             error = error if isinstance(error, dict) else {"detail": error}
             subproblems.append({**error, "identifier": authz["identifier"]})
     return subproblems
+
+
+def _subproblem_key(subproblem: Any) -> tuple[str, str, str]:
+    """A subproblem's name, type and detail: what makes it say something another does not."""
+    fields = subproblem if isinstance(subproblem, dict) else {}
+    return _identifier_value(subproblem), str(fields.get("type")), str(fields.get("detail"))
 
 
 def _identifier_value(subproblem: Any) -> str:
