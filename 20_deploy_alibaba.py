@@ -46,6 +46,9 @@ def main(args):
                                                       name, bundle)
                 log.info("API Gateway: %s (group %s) now serves %s (%s)", args.api_gateway_domain,
                          args.api_gateway_group, name, about)
+    served = [*args.cdn_domain, *([args.api_gateway_domain] if args.api_gateway_group else [])]
+    if served:
+        log.info("Next: 21_check_endpoint.py %s --wait 900 (a CDN takes minutes to serve it everywhere)", served[0])
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ Writes: nothing
 import datetime
 import functools
 
-from common import cli, endpoint, names, state
+from common import certs, cli, endpoint, names, state
 from common.cli import log
 
 
@@ -39,8 +39,8 @@ def main(args):
     now = datetime.datetime.now(datetime.timezone.utc)
     for line in endpoint.describe_chain(served, now):
         log.info("  %s", line)
-    log.debug("  SHA-256 of the leaf sent: %s; of cert.pem: %s", endpoint.fingerprint(served[0]),
-              endpoint.fingerprint(leaf))
+    log.debug("  SHA-256 of the leaf sent: %s; of cert.pem: %s", certs.fingerprint(served[0]),
+              certs.fingerprint(leaf))
 
     problems = endpoint.findings(served, leaf, chain, name or target.host, roots, now)
     if problems:

@@ -10,10 +10,9 @@ returning the first, so a client must not register again what it already recorde
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import jws, servers
+from . import jws, secret_input, servers
 from .errors import AcmeError, UsageError
 
 if TYPE_CHECKING:
@@ -91,27 +90,13 @@ def eab_credentials(kid: str | None, key_file: str | None, key_env: str | None) 
         return None
     if not kid:
         raise UsageError("an EAB HMAC key needs its key id: pass --eab-kid KID as well")
-    if key_file:
-        text, source = _first_line(Path(key_file)), f"--eab-hmac-key-file {key_file}"
-    elif key_env:
-        if key_env not in os.environ:
-            raise UsageError(f"the environment variable {key_env} is not set: export it, or use --eab-hmac-key-file")
-        text, source = os.environ[key_env], f"${key_env}"
-    else:
+    given = secret_input.from_file_or_env(key_file, key_env, "EAB HMAC key", file_option="--eab-hmac-key-file")
+    if given is None:
         raise UsageError("--eab-kid needs the HMAC key that came with it: pass --eab-hmac-key-file FILE "
                          "or --eab-hmac-key-env VAR (never on the command line)")
+    text, source = given
     try:
         return kid, jws.decode_hmac_key(text)
     except ValueError as exc:
         raise UsageError(f"{source}: {exc}") from None
 
-
-def _first_line(path: Path) -> str:
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except OSError as exc:
-        raise UsageError(f"cannot read EAB HMAC key file {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"EAB HMAC key file {path} is not UTF-8 text: it should hold the base64url key") from None
-    lines = text.splitlines()
-    return lines[0] if lines else ""

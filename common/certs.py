@@ -122,6 +122,11 @@ def _is_ca(cert: x509.Certificate) -> bool:
         return False
 
 
+def fingerprint(cert: x509.Certificate) -> str:
+    """The SHA-256 fingerprint as browsers and openssl show it: AB:CD:..."""
+    return cert.fingerprint(hashes.SHA256()).hex(":").upper()
+
+
 def ari_cert_id(cert: x509.Certificate) -> str:
     """The certificate's ARI identifier (RFC 9773 §4.1): base64url(AKI keyIdentifier) "." base64url(serial).
 

@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING
 
 import idna
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 
 from .certs import parse_pem_certificates, san_names
 from .errors import AcmeError, UsageError
@@ -314,10 +313,6 @@ def _ip_sans(cert: x509.Certificate) -> list[str]:
     except x509.ExtensionNotFound:
         return []
     return [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
-
-
-def fingerprint(cert: x509.Certificate) -> str:
-    return cert.fingerprint(hashes.SHA256()).hex(":").upper()
 
 
 def describe(cert: x509.Certificate, now: datetime.datetime | None = None) -> str:

@@ -9,14 +9,13 @@ file which algorithms it really uses (no password needed: a .pfx names them in t
 from __future__ import annotations
 
 import getpass
-import os
 import warnings
-from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import PrivateFormat, pkcs12
 
+from . import secret_input
 from .errors import UsageError
 from .keys import PrivateKey
 
@@ -48,17 +47,8 @@ def read_password(password_file: str | None, password_env: str | None) -> bytes:
     password is UTF-8 encoded, as Windows and OpenSSL 3 expect; text that is not valid
     Unicode, or holds a NUL, is refused without showing any of it.
     """
-    if password_file:
-        password = _first_line(Path(password_file))
-        source = f"the first line of {password_file}"
-    elif password_env:
-        if password_env not in os.environ:
-            raise UsageError(f"the environment variable {password_env} is not set: export it, or use --password-file")
-        password = os.environ[password_env]
-        source = f"${password_env}"
-    else:
-        password = _ask_twice()
-        source = "the prompt"
+    given = secret_input.from_file_or_env(password_file, password_env, "password", file_option="--password-file")
+    password, source = given or (_ask_twice(), "the prompt")
     if not password:
         raise UsageError(f"the password from {source} is empty; Windows needs one to protect the key")
     if "\0" in password:
@@ -67,29 +57,6 @@ def read_password(password_file: str | None, password_env: str | None) -> bytes:
         return password.encode("utf-8")
     except UnicodeEncodeError:  # bytes that were not UTF-8, smuggled in as surrogates
         raise UsageError(f"the password from {source} is not valid UTF-8 text; use a UTF-8 password") from None
-
-
-def _first_line(path: Path) -> str:
-    """The file's first line; UTF-8 with or without a BOM, or UTF-16 with its BOM as PowerShell 5 writes it.
-
-    UTF-16 without a BOM cannot be told apart from UTF-8 reliably, so it is refused, not guessed.
-    """
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read password file {path}: {exc.strerror}") from None
-    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        encoding = "utf-16"
-    elif b"\0" in data[:2]:
-        raise UsageError(f"password file {path} looks like UTF-16 without a byte-order mark: save it as UTF-8 "
-                         "(PowerShell: Set-Content -Encoding utf8)")
-    else:
-        encoding = "utf-8-sig"
-    try:
-        lines = data.decode(encoding).splitlines()
-    except UnicodeDecodeError:
-        raise UsageError(f"password file {path} is neither UTF-8 nor UTF-16 text") from None
-    return lines[0] if lines else ""
 
 
 def _ask_twice() -> str:

@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 
 from . import certs, resources, rfc8555
 from .errors import AcmeError, UsageError
@@ -47,10 +46,6 @@ class Decision:
 
     def due(self, now: datetime.datetime) -> bool:
         return now >= _time(self.renew_at)
-
-
-def fingerprint(cert: x509.Certificate) -> str:
-    return cert.fingerprint(hashes.SHA256()).hex()
 
 
 def decide(client: Client, work: WorkDir, cert: x509.Certificate, now: datetime.datetime | None = None) -> Decision:
@@ -90,7 +85,7 @@ def ari_decision(client: Client, cert: x509.Certificate, saved: Decision | None,
         renew_at = start + (end - start) * random.random()  # §4.2: uniform in the window
     recheck = datetime.timedelta(seconds=retry_after) if retry_after is not None else DEFAULT_RECHECK
     recheck = min(max(recheck, MIN_RECHECK), MAX_RECHECK)
-    return Decision(fingerprint(cert), "ari", _text(renew_at), _text(start), _text(end),
+    return Decision(certs.fingerprint(cert), "ari", _text(renew_at), _text(start), _text(end),
                     info.get("explanationURL"), _text(now + recheck))
 
 
@@ -99,7 +94,7 @@ def lifetime_decision(cert: x509.Certificate) -> Decision:
     start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
     lifetime = end - start
     left = lifetime / 2 if lifetime < SHORT_LIVED else lifetime / 3
-    return Decision(fingerprint(cert), "lifetime", _text(end - left))
+    return Decision(certs.fingerprint(cert), "lifetime", _text(end - left))
 
 
 def forget(work: WorkDir) -> None:
@@ -118,7 +113,7 @@ def _saved(work: WorkDir, cert: x509.Certificate) -> Decision | None:
     except (UsageError, TypeError, ValueError) as exc:  # damaged: only a lost decision, made again
         log.debug("  ignoring renewal.json: %s", exc)
         return None
-    return decision if decision.certificate == fingerprint(cert) else None
+    return decision if decision.certificate == certs.fingerprint(cert) else None
 
 
 def _time(text: str) -> datetime.datetime:

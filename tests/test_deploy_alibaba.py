@@ -99,6 +99,7 @@ def test_upload_then_bind_cdn_domains_and_api_gateway(fake, work):
         f"CDN: cdn.example.com now serves CertId {cert_id} ({about})",
         f"CDN: static.example.com now serves CertId {cert_id} ({about})",
         f"API Gateway: api.example.com (group {DEFAULT_GROUP}) now serves {name} ({about})",
+        "Next: 21_check_endpoint.py cdn.example.com --wait 900 (a CDN takes minutes to serve it everywhere)",
     ]
     for call in fake.calls:  # every call signed the way the SDK signs, headers included
         signed = call.headers["authorization"].split("SignedHeaders=")[1].split(",")[0].split(";")
