@@ -52,12 +52,12 @@ step() {  # step SCRIPT ARGS...: run one numbered step on the work dir; say so w
 }
 
 echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ) renew $dir"
-step 11_renewal_info.py --check
+"$py" "$here/11_renewal_info.py" --dir "$dir" --check "${verbose[@]}"
 case $? in
   0) ;;
   3) if [ "$force" -eq 0 ]; then echo "Not due yet: nothing to do."; exit 0; fi
      echo "Not due yet, renewing anyway (--force)." ;;
-  *) exit 1 ;;
+  *) echo "renew: 11_renewal_info.py failed" >&2; exit 1 ;;
 esac
 
 # The files a renewal replaces, kept until the new ones are written, and put back on failure.

@@ -225,7 +225,8 @@ def test_renew_sh_renews_when_due_then_says_not_due(ca, work, tmp_path):
 def test_renew_sh_failure_puts_the_previous_files_back(ca, work):
     ari_friendly(ca, work, [unique("renewfail")])
     before = {f: (work / f).read_bytes() for f in ("cert.pem", "cert.key", "cert.csr", "fullchain.pem")}
-    result = renew(ca, work, "--force", "--new-key", "--provider", "exec", "--exec-hook", "/bin/false")
+    # A hook that does not exist fails 06 even when the CA reuses every authorization.
+    result = renew(ca, work, "--force", "--new-key", "--provider", "exec", "--exec-hook", "/nonexistent/hook")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "renew: 06_dns_challenge.py failed" in result.stderr
     assert "previous certificate files are back" in result.stderr
