@@ -37,9 +37,9 @@ def main(args):
     if decision.due(now):
         log.info("Next: renew with 03_create_csr.py --names-from-cert, 05_new_order.py --replaces, 06, 07, 08 "
                  "(or renew.sh)")
-    elif args.check:
-        return NOT_DUE
-    return 0
+        return 0
+    log.info("Next: nothing until then; let cron or a systemd timer run renew.sh, which asks again")
+    return NOT_DUE if args.check else 0
 
 
 if __name__ == "__main__":
