@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -67,6 +68,19 @@ def parse_pem_certificates(pem: bytes) -> list[x509.Certificate]:
     if not pem.strip():
         return []
     return x509.load_pem_x509_certificates(pem)
+
+
+def read_pem_file(path: Path, what: str) -> list[x509.Certificate]:
+    """The certificates in a PEM file the user named (``what`` is how errors call it), at least one."""
+    try:
+        certs = parse_pem_certificates(path.read_bytes())
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise UsageError(f"{what} {path} is damaged ({exc}): it should hold PEM certificates") from None
+    if not certs:
+        raise UsageError(f"{what} {path} holds no PEM certificate")
+    return certs
 
 
 def split_pem_chain(pem: str) -> list[x509.Certificate]:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import idna
 from cryptography import x509
 
-from .certs import parse_pem_certificates, san_names
+from .certs import parse_pem_certificates, read_pem_file, san_names
 from .errors import AcmeError, UsageError
 
 if TYPE_CHECKING:
@@ -152,14 +152,7 @@ def load_roots(ca_bundle: str | None) -> Roots:
         label = "certifi's roots"
     if not ca_bundle:
         return Roots(roots, label, private=False)
-    try:
-        extra = parse_pem_certificates(Path(ca_bundle).read_bytes())
-    except OSError as exc:
-        raise UsageError(f"cannot read --ca-bundle {ca_bundle}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise UsageError(f"--ca-bundle {ca_bundle} is damaged ({exc}): it wants CA certificates in PEM") from None
-    if not extra:
-        raise UsageError(f"--ca-bundle {ca_bundle} holds no PEM certificate: it wants CA certificates in PEM")
+    extra = read_pem_file(Path(ca_bundle), "--ca-bundle")
     return Roots(roots + extra, f"{label} and {ca_bundle}", private=True)
 
 

@@ -197,18 +197,9 @@ class WorkDir:
         """
         if not path:
             return self.read_certificates(CERT)[0]
-        path = Path(path)
-        from .certs import parse_pem_certificates
+        from .certs import read_pem_file
 
-        try:
-            certs = parse_pem_certificates(path.read_bytes())
-        except OSError as exc:
-            raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-        except ValueError as exc:
-            raise UsageError(f"{path} is not a PEM certificate ({exc})") from None
-        if not certs:
-            raise UsageError(f"{path} holds no certificate")
-        return certs[0]
+        return read_pem_file(Path(path), "the certificate file")[0]
 
     def write_key(self, name: str, key: PrivateKey, *, force: bool) -> bool:
         """Save a private key 0600. Refuse to replace one unless ``force``; True if one was replaced."""

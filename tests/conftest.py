@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -254,3 +255,20 @@ def run_plain(step: int, *args: str, env: dict[str, str], cwd, stdin=None, new_s
     return subprocess.run([sys.executable, str(ROOT / STEPS[step]), *args], capture_output=True, text=True,
                           env=env, cwd=cwd, stdin=stdin, start_new_session=new_session, timeout=120)
 
+
+def wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 60) -> str:
+    """Read a running step's stdout up to the first line holding ``text``; returns what was read.
+
+    Steps log line by line (logging flushes each record), so this follows them as they go.
+    """
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        seen += line
+        if text in line:
+            return seen
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise AssertionError(f"{text!r} never appeared:\n{seen}\n{proc.stderr.read()}")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, STEPS, _ca, fails, plain_env
+from conftest import ROOT, STEPS, _ca, fails, plain_env, wait_for_line
 from cryptography import x509
 from hostile_ca import Reply
 from servers import Bind, _free_bind_address, new_tsig_secret, tsig_key_file
@@ -110,21 +110,6 @@ def start(ca, step: int, work: Path, *args: str, env: dict[str, str] | None = No
                             env=ca.step_env(env))
     STARTED.append(proc)
     return proc
-
-
-def wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 30) -> str:
-    """Read the process's stdout up to the first line holding ``text``; returns what was read."""
-    seen = ""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        seen += line
-        if text in line:
-            return seen
-        if not line and proc.poll() is not None:
-            break
-    proc.kill()
-    raise AssertionError(f"{text!r} never appeared:\n{seen}\n{proc.stderr.read()}")
 
 
 def wait_until(check, timeout: float = 30, what: str = "condition"):

@@ -18,7 +18,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, STEPS, fails, plain_env, unique
+from conftest import ROOT, STEPS, fails, plain_env, unique, wait_for_line
 from hostile_ca import Reply
 
 NAME = unique("hostile")
@@ -367,25 +367,12 @@ def test_control_characters_from_the_ca_are_escaped(hostile, work):
 # --- 4. signals and interruptions -------------------------------------------------------------
 
 
-def _wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 30) -> str:
-    seen = ""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        seen += line
-        if text in line:
-            return seen
-        if not line and proc.poll() is not None:
-            break
-    raise AssertionError(f"{text!r} never appeared:\n{seen}\n{proc.stderr.read()}")
-
-
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)], ids=["TERM", "HUP"])
 def test_a_signal_during_06_cleans_up_like_ctrl_c(ca, hostile, work, signum, status):
     assert run(5, work).returncode == 0
     hostile.answer("POST", "/order/1", lambda req: Reply(200, hostile.order_body("pending"), {"Retry-After": "1"}))
     proc = start(6, work, *dns_challenge(ca, "--timeout", "60"))
-    _wait_for_line(proc, "Waiting for the CA")
+    wait_for_line(proc, "Waiting for the CA")
     assert ca.txt("_acme-challenge." + NAME) != []
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=30)
@@ -400,7 +387,7 @@ def test_07_interrupted_while_processing_resumes_without_finalizing_again(hostil
     ready_order(hostile, work)
     hostile.answer("POST", "/order/1", lambda req: Reply(200, hostile.order_body("processing"), {"Retry-After": "1"}))
     proc = start(7, work, "-v", "--timeout", "60")
-    _wait_for_line(proc, "waiting 1.0 s")
+    wait_for_line(proc, "waiting 1.0 s")
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 143, err

@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -35,7 +34,7 @@ import dns.query
 import dns.rdatatype
 import pytest
 import requests
-from conftest import ROOT, _ca, _free_port, fails, unique
+from conftest import ROOT, _ca, _free_port, fails, unique, wait_for_line
 from cryptography import x509
 
 from common import errors, http01
@@ -151,20 +150,6 @@ def tarpit(address: str, port: int):
         sock.bind((address, port))
         sock.listen(16)
         yield
-
-
-def wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 60) -> str:
-    seen = ""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        seen += line
-        if text in line:
-            return seen
-        if not line and proc.poll() is not None:
-            break
-    proc.kill()
-    raise AssertionError(f"{text!r} never appeared:\n{seen}\n{proc.stderr.read()}")
 
 
 def issue_rest(ca, work: Path, names: list[str]) -> None:
