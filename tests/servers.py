@@ -174,13 +174,7 @@ class Bind:
             time.sleep(0.1)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        _terminate(self.process)
         if self.address_added:
             subprocess.run([_program("ip"), "addr", "del", f"{self.address}/32", "dev", "lo"], check=False,
                            capture_output=True)
@@ -378,13 +372,7 @@ class Nginx:
         self._wait_for_workers(old=set())
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        _terminate(self.process)
 
     def serve_webroot(self, webroot: Path, *, port: int | None = None, address: str = "127.0.0.1") -> Site:
         """Serve ``webroot`` over plain HTTP (files as they are, e.g. http-01 key authorizations)."""
@@ -482,6 +470,17 @@ class Nginx:
             lines.append("  }")
         lines.append("}")
         return "\n".join(lines) + "\n"
+
+
+def _terminate(process: subprocess.Popen | None) -> None:
+    """Stop a server politely, then firmly."""
+    if process and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def _free_port(address: str = "127.0.0.1") -> int:
