@@ -46,6 +46,10 @@ MADE_BY = {
     CERT: "08_get_certificate.py",
     CHAIN: "08_get_certificate.py",
     FULLCHAIN: "08_get_certificate.py",
+    PFX: "09_export_pkcs12.py",
+    RENEWAL: "11_renewal_info.py",
+    OLD_ACCOUNT_KEY: "13_change_account_key.py",
+    DNS_RECORDS: "06_dns_challenge.py",
 }
 
 PRIVATE = 0o600
