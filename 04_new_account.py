@@ -113,8 +113,7 @@ def _register(args, client, contacts, eab, tos):
 
 
 if __name__ == "__main__":
-    p = cli.parser(__doc__)
-    cli.add_server_options(p)
+    p = cli.parser(__doc__, network=True)
     p.add_argument("--agree-tos", action="store_true", help="agree to the CA's terms of service")
     p.add_argument("--email", action="append", default=[], metavar="ADDR",
                    help="contact address for expiry and policy notices; repeat for more")

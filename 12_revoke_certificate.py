@@ -64,7 +64,8 @@ def main(args):
             steps = "--force --new-key (or 02_create_cert_key.py --force, 03_create_csr.py, then 05 to 08)"
         else:
             steps = "--force (or 05_new_order.py to 08_get_certificate.py)"
-        log.info("Next: replace %s now: renew.sh --dir %s %s", work.path(state.CERT), work.root, steps)
+        account = "" if work.exists(state.ACCOUNT) else "01_create_account_key.py --force and 04_new_account.py, then "
+        log.info("Next: replace %s now: %s./renew.sh --dir %s %s", work.path(state.CERT), account, work.root, steps)
 
 
 if __name__ == "__main__":

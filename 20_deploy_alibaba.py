@@ -52,6 +52,6 @@ def main(args):
 
 
 if __name__ == "__main__":
-    parser = cli.parser(__doc__)
+    parser = cli.parser(__doc__, verbose="show every Alibaba Cloud API call, secrets and key material redacted")
     alibaba_deploy.add_options(parser)
     cli.run(main, parser)

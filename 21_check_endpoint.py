@@ -50,7 +50,7 @@ def main(args):
 
 
 if __name__ == "__main__":
-    p = cli.parser(__doc__)
+    p = cli.parser(__doc__, verbose="also show the fingerprints compared")
     p.add_argument("target", metavar="HOST[:PORT]", help="the server to check, e.g. example.com or 192.0.2.7:8443")
     p.add_argument("--servername", metavar="NAME",
                    help="the name to ask for in SNI (default: HOST; for an IP address, cert.pem's first name)")

@@ -19,7 +19,7 @@ if [ -z "$py" ]; then
   if [ -x "$here/.venv/bin/python" ]; then py="$here/.venv/bin/python"; else py=python3; fi
 fi
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
 
 dir="${ACME_DIR:-}" force=0 new_key=0 deploy_hook="" challenge=06_dns_challenge.py
 pfx=() order=() challenge_options=() verbose=()

@@ -1,22 +1,44 @@
 """Shared mechanics for the numbered ACME steps.
 
-Each module holds one concern, so a reader can copy one piece without the rest:
+Each module holds one concern. The pieces a reader is most likely to take work when copied
+alone into another project: ``jws``, ``challenges`` and ``alibaba``.
 
-- ``keys``       generating, loading and saving account and certificate keys
-- ``jws``        base64url, JWK, thumbprint and JWS signing (RFC 7515, 7517, 7638); copy it alone
-- ``errors``     the ways a step ends early (bad input, CA said no, a signal)
-- ``http``       the ACME transport: nonces, signed POSTs, retries, polling, deadlines (RFC 8555 §6)
-- ``resources``  the shapes of the CA's objects, checked before use (RFC 8555 §7.1)
-- ``rfc8555``    one function per ACME endpoint (RFC 8555 §7)
-- ``validation`` what every challenge step shares: open authorizations, answers, the wait
-- ``names``      domain-name checks and IDN conversion
-- ``certs``      the certificate signing request, the issued chain and its checks
-- ``challenges`` key authorizations and every challenge's record or file (RFC 8555 §8); copy it alone
-- ``dns_providers`` where TXT records get published
-- ``pkcs12``     the .pfx bundle for Windows and IIS, its password, the import commands
-- ``servers``    named ACME servers, the local test CA and TLS trust
-- ``state``      the work directory: which file each step reads and writes
-- ``cli``        the command-line contract shared by every step
+The protocol (RFC 8555):
+- ``jws``          base64url, JWK, thumbprint, JWS signing, EAB and key-change JWS (RFC 7515, 7638); copy it alone
+- ``http``         the transport: nonces, signed POSTs, retries, polling, deadlines, URL checks (§6)
+- ``resources``    the CA's objects, checked before use (§7.1)
+- ``rfc8555``      one function per ACME endpoint (§7), ARI's renewalInfo (RFC 9773)
+- ``challenges``   key authorizations and each challenge type's record or file (§8, drafts); copy it alone
+- ``validation``   what both challenge steps share: open authorizations, answers, the wait
+- ``errors``       the ways a step ends early: bad input, the CA said no, a timeout, a signal
+
+Proving names (step 06):
+- ``dns_providers`` where TXT records go: challtestsrv, manual, rfc2136, exec, alidns
+- ``dns_records``   the records of an order: computed, listed in dns-records.json, published, removed
+- ``dns_lookup``    CNAMEs, zones, authoritative servers, the propagation check (dnspython)
+- ``http01``        the http-01 webroot and standalone server
+
+Keys, certificates and the account:
+- ``keys``         generating, loading and saving keys
+- ``names``        domain-name checks and IDN conversion
+- ``certs``        the CSR, the issued chain and its checks, fingerprints, the ARI certID
+- ``account``      account.json's record, External Account Binding, deactivation
+- ``rollover``     a key change that survives interruption (step 13)
+- ``revocation``   revocation reasons and who may revoke (step 12)
+- ``renewal``      when to renew: ARI or the lifetime (step 11)
+- ``pkcs12``       the .pfx bundle for Windows, its password
+- ``iis``          the install-iis.ps1 script step 09 writes
+- ``secret_input`` passwords and HMAC keys from a file or the environment, never the command line
+
+Putting it to work:
+- ``alibaba``        the Alibaba Cloud V3 (ACS3-HMAC-SHA256) request signer; copy it alone
+- ``alibaba_deploy`` CAS, CDN and API Gateway calls (step 20)
+- ``endpoint``       a TLS server as its clients see it (step 21, pyOpenSSL)
+
+The command line and the work directory:
+- ``servers``      named ACME servers, the local test CA, TLS trust
+- ``state``        the work directory: which file each step reads and writes, atomic writes
+- ``cli``          the command-line contract every step shares
 """
 
 import importlib.util

@@ -31,15 +31,18 @@ DEFAULT_TIMEOUT = 300.0
 TERMINATING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
-def parser(doc: str | None, *, network: bool = False) -> argparse.ArgumentParser:
-    """An argument parser with the options every step takes; ``network`` adds the server ones."""
+def parser(doc: str | None, *, network: bool = False, verbose: str | None = None) -> argparse.ArgumentParser:
+    """An argument parser with the options every step takes; ``network`` adds the server ones.
+
+    ``verbose`` says what -v shows, for steps that show something else than the ACME exchange.
+    """
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dir", type=Path, default=Path(os.environ.get("ACME_DIR") or "acme-work"),
                    help="work directory holding every file the steps share (default: $ACME_DIR or ./acme-work)")
     level = p.add_mutually_exclusive_group()
     level.add_argument("-v", "--verbose", action="store_true",
-                       help="show every HTTP exchange with the CA" if network else
-                       "show more detail: what was made, decoded (a key's JWK, the CSR, the .pfx algorithms)")
+                       help=verbose or ("show every HTTP exchange with the CA" if network else
+                                       "show what was made, decoded (a key's JWK, the CSR, the .pfx algorithms)"))
     level.add_argument("-q", "--quiet", action="store_true", help="print only errors and warnings")
     if network:
         add_server_options(p)

@@ -106,7 +106,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="resolver for finding zones, their servers and CNAMEs (repeatable; default: the "
                              "system's), e.g. for split-horizon DNS")
     parser.add_argument("--ttl", type=int, metavar="SECONDS",
-                        help="TTL of the published records (default: the provider's)")
+                        help="rfc2136 and alidns: TTL of the published records (default: 60 and 600, alidns' "
+                             "free edition minimum)")
     for cls in PROVIDERS.values():
         cls.add_arguments(parser)
 
@@ -171,7 +172,7 @@ class ChalltestsrvProvider(DnsProvider):
             resp = requests.post(url, json=body, timeout=10)
         except requests.RequestException as exc:
             raise AcmeError(f"cannot reach challtestsrv at {url} ({type(exc).__name__}): "
-                            "is the local test CA running? (python tools/local_ca.py start)") from None
+                            "is the local test CA running? (.venv/bin/python tools/local_ca.py start)") from None
         if resp.status_code != 200:
             raise AcmeError(f"challtestsrv refused {path}: HTTP {resp.status_code} {resp.text.strip()}")
 

@@ -49,7 +49,7 @@ def local_ca_dir() -> Path:
 def local_ca_state() -> dict[str, str]:
     """What the running local test CA published: directory URL, TLS bundle, management URLs."""
     path = local_ca_dir() / "state.json"
-    start = "run python tools/local_ca.py start"
+    start = "run .venv/bin/python tools/local_ca.py start"
     if not path.exists():
         raise UsageError(f"the local test CA is not set up ({path} is missing): {start}")
     try:
@@ -110,5 +110,6 @@ def unreachable_hint(directory_url: str) -> str:
     except UsageError:
         local = "localhost" in directory_url or "127.0.0.1" in directory_url
     if local:
-        return "is the local test CA running? Start it with: .venv/bin/python tools/local_ca.py start"
+        where = f" --state-dir {local_ca_dir()}" if os.environ.get(LOCAL_CA_DIR_ENV) else ""
+        return f"is the local test CA running? Start it with: .venv/bin/python tools/local_ca.py start{where}"
     return "check the network connection, and the proxy settings (HTTPS_PROXY) if you need one"
