@@ -117,6 +117,16 @@ class LocalCA:
         runs += self.order(work, v=v, env=env)
         return runs
 
+    def finish(self, work: Path, names: list[str]) -> None:
+        """Steps 07 and 08 after a successful 06; the certificate must be for exactly ``names``."""
+        from cryptography import x509
+
+        self.ok(7, work)
+        self.ok(8, work)
+        leaf = x509.load_pem_x509_certificate((work / "cert.pem").read_bytes())
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert sorted(san.get_values_for_type(x509.DNSName)) == sorted(names)
+
     def order(self, work: Path, *, v: bool = False, env: dict[str, str] | None = None
               ) -> list[subprocess.CompletedProcess]:
         """Steps 05 to 08 on an existing account and CSR."""
@@ -272,3 +282,12 @@ def wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 60) -> str
             break
     proc.kill()
     raise AssertionError(f"{text!r} never appeared:\n{seen}\n{proc.stderr.read()}")
+
+
+def hostile_account(hostile, work: Path, names: list[str] | tuple[str, ...] = ()) -> None:
+    """Steps 01, 02, 03 (when ``names`` are given) and 04 on the scripted CA of tests/hostile_ca.py."""
+    domains = [arg for name in names for arg in ("-d", name)]
+    for step, args in ((1, []), (2, ["--key-type", "ec256"]), *([(3, domains)] if names else []),
+                       (4, ["--server", hostile.directory_url, "--ca-bundle", hostile.ca_bundle, "--agree-tos"])):
+        result = run_plain(step, "--dir", str(work), *args, env=plain_env(), cwd=work.parent)
+        assert result.returncode == 0, result.stderr

@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, STEPS, fails
+from conftest import ROOT, STEPS, fails, hostile_account
 from fake_alibaba import ACCESS_KEY_SECRET, ApiError, fake_alibaba  # noqa: F401
 
 from common import dns_providers
@@ -296,10 +296,8 @@ def test_options_checked_before_any_request(fake, monkeypatch):
 def account(hostile, tmp_path_factory):
     """Keys and an account on the scripted CA, made once; each test orders its own names on a copy."""
     work = tmp_path_factory.mktemp("alidns-account") / "acme-work"
-    for step, args in ((1, []), (2, ["--key-type", "ec256"]),
-                       (4, ["--server", hostile.directory_url, "--ca-bundle", hostile.ca_bundle, "--agree-tos"])):
-        result = run(step, work, *args, env={})
-        assert result.returncode == 0, result.stderr
+    work.parent.mkdir(parents=True, exist_ok=True)
+    hostile_account(hostile, work)
     return work
 
 

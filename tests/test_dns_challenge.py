@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, STEPS, _ca, fails, plain_env, wait_for_line
-from cryptography import x509
+from conftest import ROOT, STEPS, _ca, fails, hostile_account, plain_env, wait_for_line
 from hostile_ca import Reply
 from servers import Bind, _free_bind_address, new_tsig_secret, tsig_key_file
 
@@ -54,15 +53,6 @@ def order(ca, template: Path, tmp_path: Path, *names: str) -> Path:
     ca.ok(3, work, *[arg for name in names for arg in ("-d", name)])
     ca.ok(5, work)
     return work
-
-
-def issue(ca, work: Path, names: list[str]) -> None:
-    """07 and 08 after a successful 06, and the certificate is for exactly ``names``."""
-    ca.ok(7, work)
-    ca.ok(8, work)
-    cert = x509.load_pem_x509_certificate((work / "cert.pem").read_bytes())
-    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert sorted(san.get_values_for_type(x509.DNSName)) == sorted(names)
 
 
 def saved_order(work: Path) -> dict:
@@ -290,7 +280,7 @@ def test_rfc2136_issues_for_a_deep_name_its_wildcard_and_apex(ca_bind, bind, bin
     assert "Order is ready" in result.stdout
     assert bind.txt(record_name) == ["someone-else's-value"]  # ours are gone, the other one is not
     assert not (work / RECORDS_FILE).exists()
-    issue(ca_bind, work, [name, f"*.{name}"])
+    ca_bind.finish(work, [name, f"*.{name}"])
     bind.delete(record_name)
 
 
@@ -313,7 +303,7 @@ def test_a_cname_delegated_acme_challenge_is_answered_where_it_points(ca_resolve
     assert bind.txt(target) == []
     assert bind.records(alias, "CNAME") == [target + "."]  # the delegation itself is left alone
     assert not (work / RECORDS_FILE).exists()
-    issue(ca_resolver, work, [name])
+    ca_resolver.finish(work, [name])
     bind.delete(alias)
 
 
@@ -340,7 +330,7 @@ def test_the_propagation_check_waits_for_a_record_that_appears_late(ca_bind, bin
     assert hook.calls()[-1] == ("cleanup", fqdn, value)
     assert bind.txt(fqdn) == []  # the hook's cleanup deleted it
     assert not (work / RECORDS_FILE).exists()
-    issue(ca_bind, work, [name])
+    ca_bind.finish(work, [name])
 
 
 def test_a_record_that_never_appears_stops_06_before_any_challenge_is_answered(ca_bind, bind, bind_account,
@@ -374,7 +364,7 @@ def test_an_exec_hook_publishing_by_dynamic_update_issues(ca_bind, bind, bind_ac
     assert sorted(calls[2:]) == sorted(("cleanup", record, v) for v in values)
     assert bind.txt(record) == []
     assert not (work / RECORDS_FILE).exists()
-    issue(ca_bind, work, [name, f"*.{name}"])
+    ca_bind.finish(work, [name, f"*.{name}"])
 
 
 def test_a_failing_hook_stops_06_with_its_stderr(ca_bind, bind, bind_account, tmp_path):
@@ -516,7 +506,7 @@ def test_dns_account_01_issues_with_the_record_under_the_account_label(ca, pebbl
     assert "Answered dns-account-01 for" in result.stdout
     assert ca.txt(record) == [] and ca.txt(f"_acme-challenge.{name}") == []
     assert not (work / RECORDS_FILE).exists()
-    issue(ca, work, [name, f"*.{name}"])
+    ca.finish(work, [name, f"*.{name}"])
 
 
 def test_dns_account_01_through_rfc2136_on_bind(ca_bind, bind, bind_account, tmp_path):
@@ -526,7 +516,7 @@ def test_dns_account_01_through_rfc2136_on_bind(ca_bind, bind, bind_account, tmp
     record = f"_{account_label(work)}._acme-challenge.{name}"
     assert [n for n, _ in published(result)] == [record]
     assert bind.txt(record) == []
-    issue(ca_bind, work, [name])
+    ca_bind.finish(work, [name])
 
 
 def test_a_dns_persist_01_record_stays_and_proves_the_next_order(ca, pebble_account, tmp_path):
@@ -543,7 +533,7 @@ def test_a_dns_persist_01_record_stays_and_proves_the_next_order(ca, pebble_acco
     assert "stay published" in result.stdout
     assert sorted(ca.txt(record)) == values  # still there: that is the point
     assert not (work / RECORDS_FILE).exists()  # and nothing for a later run to clean up
-    issue(ca, work, [name, f"*.{name}"])
+    ca.finish(work, [name, f"*.{name}"])
 
     # Months later: a new order for the same names by the same account, validated through the same record.
     deactivate_authorizations(work)
@@ -553,7 +543,7 @@ def test_a_dns_persist_01_record_stays_and_proves_the_next_order(ca, pebble_acco
     assert "Publishing" not in again.stdout and again.stdout.count("is already published") == 2
     assert len(answered_challenges(log)) == 2  # the CA looked again, and found the standing record
     assert sorted(ca.txt(record)) == values
-    issue(ca, work, [name, f"*.{name}"])
+    ca.finish(work, [name, f"*.{name}"])
     ca.challtestsrv("/clear-txt", {"host": record + "."})
 
 
@@ -611,7 +601,7 @@ def test_the_next_run_removes_what_a_killed_run_left_then_proves_the_names(ca_bi
     assert out.index("an earlier run left") < out.index("Publishing") < out.index("Order is ready")
     assert bind.txt(killed.left) == []
     assert not (killed.work / RECORDS_FILE).exists()
-    issue(ca_bind, killed.work, killed.names)
+    ca_bind.finish(killed.work, killed.names)
 
 
 def test_records_left_by_another_provider_exit_2_naming_the_cleanup(ca_bind, bind, killed, tmp_path):
@@ -633,10 +623,7 @@ HOSTILE_NAMES = [bind_name("first", "example.net"), bind_name("second", "example
 def hostile_template(hostile, tmp_path_factory) -> Path:
     """An account and a CSR for two names on the scripted CA, made once."""
     work = tmp_path_factory.mktemp("hostile-dns") / "acme-work"
-    for step, args in ((1, []), (2, ["--key-type", "ec256"]), (3, [a for n in HOSTILE_NAMES for a in ("-d", n)]),
-                       (4, ["--server", hostile.directory_url, "--ca-bundle", hostile.ca_bundle, "--agree-tos"])):
-        result = run_step(step, work, *args)
-        assert result.returncode == 0, result.stderr
+    hostile_account(hostile, work, HOSTILE_NAMES)
     return work
 
 

@@ -18,7 +18,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, STEPS, fails, plain_env, unique, wait_for_line
+from conftest import ROOT, STEPS, fails, hostile_account, plain_env, unique, wait_for_line
 from hostile_ca import Reply
 
 NAME = unique("hostile")
@@ -28,10 +28,7 @@ NAME = unique("hostile")
 def template(hostile, tmp_path_factory):
     """An account and a CSR on the hostile CA, made once; each test works on a copy."""
     work = tmp_path_factory.mktemp("hostile-account") / "acme-work"
-    for step, args in ((1, []), (2, ["--key-type", "ec256"]), (3, ["-d", NAME]),
-                       (4, ["--server", hostile.directory_url, "--ca-bundle", hostile.ca_bundle, "--agree-tos"])):
-        result = run(step, work, *args)
-        assert result.returncode == 0, result.stderr
+    hostile_account(hostile, work, [NAME])
     return work
 
 

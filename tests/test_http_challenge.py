@@ -35,7 +35,6 @@ import dns.rdatatype
 import pytest
 import requests
 from conftest import ROOT, _ca, _free_port, fails, unique, wait_for_line
-from cryptography import x509
 
 from common import errors, http01
 from common.errors import AcmeError, Interrupted, UsageError
@@ -152,15 +151,6 @@ def tarpit(address: str, port: int):
         yield
 
 
-def issue_rest(ca, work: Path, names: list[str]) -> None:
-    """Steps 07 and 08, then the certificate is for exactly ``names``."""
-    ca.ok(7, work)
-    ca.ok(8, work)
-    leaf = x509.load_pem_x509_certificate((work / "cert.pem").read_bytes())
-    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert sorted(san.get_values_for_type(x509.DNSName)) == sorted(names)
-
-
 # --- end to end: a certificate through each mode ---------------------------------------------------
 
 
@@ -187,7 +177,7 @@ def test_webroot_served_by_nginx_issues_a_certificate(ca_http, account, nginx, t
         assert served in nginx.access_log.read_text()
     assert sorted(p.name for p in webroot.iterdir()) == ["index.html"]  # files and the dirs it made: gone
     assert f"removed {webroot / '.well-known'}/ (this step created it)" in result.stdout
-    issue_rest(ca_http, work, names)
+    ca_http.finish(work, names)
 
 
 @pytest.mark.parametrize("bind", ["127.0.0.1", None], ids=["bind-127.0.0.1", "every-address"])
@@ -203,7 +193,7 @@ def test_standalone_issues_a_certificate(ca_http, account, tmp_path, bind):
     assert refused(port)
     again = run06(ca_http, work, "--standalone", "--http-port", str(port))
     assert again.returncode == 0 and "Order is already ready. Next: 07_finalize.py" in again.stdout
-    issue_rest(ca_http, work, [name])
+    ca_http.finish(work, [name])
 
 
 # --- when it does not work ---------------------------------------------------------------------------

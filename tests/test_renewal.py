@@ -12,7 +12,7 @@ import os
 import subprocess
 
 import pytest
-from conftest import ROOT, fails, unique
+from conftest import ROOT, fails, hostile_account, unique
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -125,9 +125,8 @@ def test_without_ari_the_lifetime_decides(hostile, tmp_path):
 
     hostile.reset()
     work = tmp_path / "acme-work"
-    for step, args in ((1, []), (2, ["--key-type", "ec256"]), (3, ["-d", unique("noari")]),
-                       (4, ["--server", hostile.directory_url, "--ca-bundle", hostile.ca_bundle, "--agree-tos"])):
-        assert run(step, work, *args).returncode == 0
+    work.parent.mkdir(parents=True, exist_ok=True)
+    hostile_account(hostile, work, [unique("noari")])
     (tmp_path / "tmp").mkdir()
     finalized(hostile, work)
     assert run(8, work).returncode == 0
