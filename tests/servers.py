@@ -136,23 +136,18 @@ class Bind:
                 f"    grant {ADMIN_KEY_NAME} zonesub ANY;\n  }};\n}};\n"
             )
         conf = self.workdir / "named.conf"
-        conf.write_text(
-            f'include "{self.key_file}";\ninclude "{admin_key}";\n'
-            "options {\n"
-            f'  directory "{self.workdir}";\n'
-            f'  pid-file "{self.workdir}/named.pid";\n'
-            f'  session-keyfile "{self.workdir}/session.key";\n'
-            f"  listen-on port {self.port} {{ {self.address}; }};\n"
-            "  listen-on-v6 { none; };\n"
-            "  recursion no;\n"
-            "  dnssec-validation no;\n"
-            "  allow-transfer { none; };\n"
-            "  notify no;\n"
-            "};\n"
-            "controls { };\n"  # no rndc: the fixture stops named with a signal
-            + "".join(zones)
-        )
+        conf.write_text(f'include "{self.key_file}";\ninclude "{admin_key}";\n'
+                        + self.options("recursion no;", "allow-transfer { none; };") + "".join(zones))
         return conf
+
+    def options(self, *more: str) -> str:
+        """named.conf's options: its own directory and address, IPv4 only, no rndc, and ``more``."""
+        lines = [f'directory "{self.workdir}";', f'pid-file "{self.workdir}/named.pid";',
+                 f'session-keyfile "{self.workdir}/session.key";',
+                 f"listen-on port {self.port} {{ {self.address}; }};", "listen-on-v6 { none; };",
+                 "dnssec-validation no;", "notify no;", *more]
+        # controls { }: no rndc, the fixture stops named with a signal
+        return "options {\n" + "".join(f"  {line}\n" for line in lines) + "};\ncontrols { };\n"
 
     def start(self) -> None:
         conf = self.write_config()

@@ -192,17 +192,8 @@ class RecursiveResolver(Bind):
         conf = self.workdir / "named.conf"
         stubs = "".join(f'zone "{zone}" {{ type static-stub; server-addresses {{ {self.upstream}; }}; }};\n'
                         for zone in self.zones)
-        conf.write_text(
-            "options {\n"
-            f'  directory "{self.workdir}";\n'
-            f'  pid-file "{self.workdir}/named.pid";\n'
-            f'  session-keyfile "{self.workdir}/session.key";\n'
-            f"  listen-on port {self.port} {{ {self.address}; }};\n"
-            "  listen-on-v6 { none; };\n"
-            "  recursion yes;\n  allow-recursion { any; };\n  allow-query-cache { any; };\n"
-            "  dnssec-validation no;\n  max-cache-ttl 1;\n  max-ncache-ttl 1;\n  notify no;\n"
-            "};\ncontrols { };\n" + stubs
-        )
+        conf.write_text(self.options("recursion yes;", "allow-recursion { any; };", "allow-query-cache { any; };",
+                                     "max-cache-ttl 1;", "max-ncache-ttl 1;") + stubs)
         return conf
 
 
