@@ -103,7 +103,7 @@ def _register(args, client, contacts, eab, tos):
         if exc.type.endswith(":externalAccountRequired"):
             raise AcmeError(f"{exc} ({account.eab_missing(client.directory_url)})", exc.problem,
                             status=exc.status) from None
-        if eab and exc.status == 403 and not account.is_deactivated(exc):
+        if eab and exc.status == 403 and not exc.deactivated():
             raise AcmeError(f"{exc}: the CA refused the External Account Binding; check that --eab-kid and the "
                             "HMAC key are the pair the CA gave you, and still unused or unexpired", exc.problem,
                             status=exc.status) from None

@@ -16,9 +16,9 @@ Reads:  account.json, account.key, session.json
 Writes: account.json (status "deactivated")
 """
 
-from common import account, cli, rfc8555, state
+from common import cli, rfc8555, state
 from common.cli import log
-from common.errors import AcmeError
+from common.errors import AFTER_DEACTIVATION, AcmeError
 
 
 def main(args):
@@ -34,13 +34,13 @@ def main(args):
     try:
         status = rfc8555.deactivate_account(client).get("status", "deactivated")
     except AcmeError as exc:
-        if not account.is_deactivated(exc):  # an earlier run's answer got lost: it is done all the same
+        if not exc.deactivated():  # an earlier run's answer got lost: it is done all the same
             raise
         status = "deactivated"
     work.write_json(state.ACCOUNT, {**recorded, "status": status})
     if status != "deactivated":
         raise AcmeError(f"the CA answered, but the account is {status}, not deactivated")
-    log.info("The account is deactivated. Next: %s", account.AFTER_DEACTIVATION)
+    log.info("The account is deactivated. Next: %s", AFTER_DEACTIVATION)
 
 
 if __name__ == "__main__":

@@ -13,16 +13,12 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from . import jws, secret_input, servers
-from .errors import AcmeError, UsageError
+from .errors import AFTER_DEACTIVATION, AcmeError, UsageError
 
 if TYPE_CHECKING:
     from .http import Client
 
 EAB_OPTIONS = "--eab-kid KID with --eab-hmac-key-file FILE or --eab-hmac-key-env VAR"
-AFTER_DEACTIVATION = ("for a new account run 01_create_account_key.py --force, then 04_new_account.py --agree-tos; "
-                      "its certificates can still be revoked with their own keys: 12_revoke_certificate.py "
-                      "--with-cert-key")
-DEACTIVATED = f"this account is deactivated, for good: {AFTER_DEACTIVATION}"
 
 
 def record(client: Client, account_url: str, account: dict[str, Any], terms: str | None) -> dict[str, Any]:
@@ -52,16 +48,6 @@ def refuse_deactivated(recorded: dict[str, Any]) -> None:
     if recorded.get("status") == "deactivated":
         raise AcmeError(f"the account {recorded.get('account_url')} is deactivated (account.json), so the CA "
                         f"refuses every request it signs: {AFTER_DEACTIVATION}")
-
-
-def is_deactivated(exc: AcmeError) -> bool:
-    """True for the CA's answer to a request from a deactivated account: 403 unauthorized.
-
-    Pebble says "Account has been deactivated" (or, to newAccount, "... exists but is
-    deactivated"), Boulder 'Account is not valid, has status "deactivated"'.
-    """
-    detail = exc.problem.get("detail")
-    return exc.status == 403 and exc.type.endswith(":unauthorized") and "deactivated" in str(detail).lower()
 
 
 # -- External Account Binding (§7.3.4) ----------------------------------------------------------

@@ -172,8 +172,8 @@ def dns_persist01_record(
     - accounturi: the challenge's ``accounturi`` when it has one (added in draft -01 as "the
       URI the CA expects"; Pebble 2.10.1 sends it, 2.10.0 does not), else ``account_uri``:
       the account URL from newAccount's Location header, compared byte for byte. Draft -02
-      (September 2026) replaces it with a hashed URI (:func:`dns_persist01_hashed_account_uri`)
-      that Pebble 2.10 does not accept; for a draft -02 CA pass that as ``account_uri``.
+      (September 2026) replaces it with a hashed URI that Pebble 2.10 does not accept; for a
+      draft -02 CA pass that URI as ``account_uri``.
     - policy=wildcard: added for a wildcard identifier ("*.example.com", or ``wildcard=True``
       with an authorization's base domain); it lets the record also cover every subdomain.
     - persistUntil: optional, seconds since 1970 UTC; after it the CA no longer accepts the
@@ -197,22 +197,3 @@ def dns_persist01_record(
             raise ValueError("dns-persist-01: persistUntil must be a Unix time in whole seconds")
         value += f"; persistUntil={persist_until}"
     return "_validation-persist." + _base_domain(identifier), value
-
-
-def dns_persist01_hashed_account_uri(account_hash_prefix: str, domain: str, account_thumbprint: str,
-                                     account_url: str) -> str:
-    """The hashed ``accounturi`` of draft-ietf-acme-dns-persist-02 §4.1 (not accepted by Pebble 2.10).
-
-    ``<accountHashPrefix>sha-256/<base64url(SHA-256(len(domain) || domain || thumbprint || account URL))>``
-    where ``account_hash_prefix`` comes from the CA directory's ``meta.accountHashPrefix``,
-    ``domain`` is the name the record sits under (lower-case A-label, no trailing dot; a
-    wildcard's base domain) or "*" for one value usable under every domain, and the thumbprint
-    is the account key's RFC 7638 thumbprint as base64url text (43 characters). It changes
-    when the account key does; the draft lets CAs accept values made with earlier keys.
-    """
-    if domain != "*":
-        domain = _base_domain(domain).rstrip(".").lower()
-    if not domain.isascii() or not 0 < len(domain) < 256:
-        raise ValueError("dns-persist-01: the domain must be an A-label (ASCII) name of 1 to 255 bytes")
-    digest = hashlib.sha256(bytes([len(domain)]) + (domain + account_thumbprint + account_url).encode("ascii"))
-    return f"{account_hash_prefix}sha-256/{_b64url(digest.digest())}"

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from . import jws, keys, servers, state
-from .account import DEACTIVATED, is_deactivated, refuse_deactivated
+from .account import refuse_deactivated
 from .errors import AcmeError, Interrupted, UsageError, printable
 
 if TYPE_CHECKING:
@@ -119,8 +119,7 @@ def run(main: Callable[[argparse.Namespace], int | None], p: argparse.ArgumentPa
         _error(str(exc))
         sys.exit(EXIT_USAGE)
     except AcmeError as exc:
-        deactivated = [f"  ({DEACTIVATED})"] if is_deactivated(exc) else []
-        _error(*exc.lines(), *deactivated)
+        _error(*exc.lines())
         sys.exit(EXIT_CA)
     except OSError as exc:  # an unwritable --dir, a full disk: the user's to fix
         _error(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))

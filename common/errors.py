@@ -17,6 +17,11 @@ HINTS = {
     "userActionRequired": "the CA needs you to do something, e.g. accept new terms: see the detail",
 }
 
+# What an account closed with step 14 leaves a user to do.
+AFTER_DEACTIVATION = ("for a new account run 01_create_account_key.py --force, then 04_new_account.py --agree-tos; "
+                      "its certificates can still be revoked with their own keys: 12_revoke_certificate.py "
+                      "--with-cert-key")
+
 # A CA's detail is for people, but a hostile one could send a megabyte; show this much of each field.
 MAX_FIELD = 500
 MAX_SUBPROBLEMS = 50
@@ -45,12 +50,26 @@ class AcmeError(Exception):
     def type(self) -> str:
         return _text(self.problem.get("type", ""))
 
+    def deactivated(self) -> bool:
+        """The CA's answer to a request from a deactivated account: 403 unauthorized, saying so (§7.3.6).
+
+        Pebble says "Account has been deactivated", Boulder 'Account is not valid, has status "deactivated"'.
+        """
+        detail = str(self.problem.get("detail", "")).lower()
+        return self.status == 403 and self.type.endswith(":unauthorized") and "deactivated" in detail
+
+    def hint(self) -> str | None:
+        """What the user can do about this problem, when there is something."""
+        if self.deactivated():
+            return f"this account is deactivated, for good: {AFTER_DEACTIVATION}"
+        return HINTS.get(self.type.rsplit(":", 1)[-1])
+
     def lines(self) -> list[str]:
         """The message, the problem type and detail, then each subproblem (§6.7.1)."""
         out = [str(self)]
         if self.problem.get("type") or self.problem.get("detail"):
             out.append(f"  {_text(self.problem.get('type') or 'about:blank')}: {_text(self.problem.get('detail'))}")
-        hint = HINTS.get(self.type.rsplit(":", 1)[-1])
+        hint = self.hint()
         if hint:
             out.append(f"  ({hint})")
         subproblems = self.problem.get("subproblems")

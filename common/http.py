@@ -156,7 +156,6 @@ class Client:
         self.store = store
         self.timeout = timeout
         self.started = time.monotonic()
-        self.requests_sent = 0
         self.ca_bundle: str | None = None
         self.unreachable_hint = ""  # what to tell a user who cannot reach the server
         self._directory = self._cached_directory()
@@ -352,7 +351,6 @@ class Client:
         limit = MAX_CHAIN_BYTES if accept == PEM_CHAIN else MAX_JSON_BYTES
         _log_request(method, url, body)
         raw, content = self._exchange(method, url, json.dumps(body) if body is not None else None, headers, limit)
-        self.requests_sent += 1
         resp = _parse(raw, content)
         _log_response(resp)
         _append_request_log(method, url, resp.status)

@@ -22,7 +22,6 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from . import jws, rfc8555, state
-from .account import is_deactivated
 from .errors import AcmeError, UsageError
 from .keys import PrivateKey, key_to_pem
 
@@ -57,7 +56,7 @@ def key_owner(client: Client, key: PrivateKey) -> str | None:
     except AcmeError as exc:
         if exc.type.endswith(":accountDoesNotExist"):
             return None
-        if is_deactivated(exc):
+        if exc.deactivated():
             raise UsageError("the new key belongs to a deactivated account at this CA: use another key") from None
         raise
     finally:

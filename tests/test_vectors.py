@@ -400,27 +400,3 @@ def test_dns_persist01_account_uri_must_fit_rfc8659_value(uri):
 def test_dns_persist01_persist_until_is_whole_seconds(until):
     with pytest.raises(ValueError, match="persistUntil"):
         challenges.dns_persist01_record("example.com", PERSIST_CHALLENGE, PERSIST_ACCOUNT, persist_until=until)
-
-
-# draft-ietf-acme-dns-persist-02 §10.2 "Hashed-URI Example", a published test vector. Its key is
-# RFC 7638 §3.1's thumbprint.
-PERSIST02_PREFIX = "https://ca.example/account-hash/"
-
-
-def test_dns_persist02_hashed_account_uri_example():
-    assert challenges.dns_persist01_hashed_account_uri(PERSIST02_PREFIX, "example.com", RFC7638_THUMBPRINT,
-                                                       PERSIST_ACCOUNT) == (
-        "https://ca.example/account-hash/sha-256/5SQm7n6tPh2-PlLbCKGnViTXX5z19SCN4cPGQHSk-kw")
-    # The domain-omitted form (domain_name = "*").
-    assert challenges.dns_persist01_hashed_account_uri(PERSIST02_PREFIX, "*", RFC7638_THUMBPRINT,
-                                                       PERSIST_ACCOUNT) == (
-        "https://ca.example/account-hash/sha-256/NpDnSwUthQK8zCgFdefYxAdAVPnygMLbs9US6oO-5ug")
-
-
-def test_dns_persist02_hashed_account_uri_computed_independently():
-    domain, url = "www.example.org", "https://localhost:14000/my-account/7"
-    data = bytes([len(domain)]) + domain.encode() + RFC7638_THUMBPRINT.encode() + url.encode()
-    digest_b64url = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode().rstrip("=")
-    for spelled in ("www.example.org", "WWW.Example.org.", "*.www.example.org"):
-        hashed = challenges.dns_persist01_hashed_account_uri(PERSIST02_PREFIX, spelled, RFC7638_THUMBPRINT, url)
-        assert hashed == PERSIST02_PREFIX + "sha-256/" + digest_b64url
