@@ -10,19 +10,19 @@ Reads:  nothing (a fresh key, so never the account key; step 3 checks files put 
 Writes: cert.key (PEM, mode 0600). An existing key is kept unless --force.
 """
 
-from common import cli, state
+from common import cli, workdir
 
 REPLACED = ("Certificates issued for the old key need it: they are unusable without it. "
             "Run 03_create_csr.py again so the next order uses the new key.")
 
 
 def main(args):
-    cli.create_key(args, state.CERT_KEY, REPLACED)
+    cli.create_key(args, workdir.CERT_KEY, REPLACED)
     cli.log.info("Next: 03_create_csr.py -d NAME (repeat -d for more names)")
 
 
 if __name__ == "__main__":
     p = cli.parser(__doc__)
-    cli.add_key_options(p, default="rsa2048", file=state.CERT_KEY,
+    cli.add_key_options(p, default="rsa2048", file=workdir.CERT_KEY,
                         why="the widest compatibility (IIS on older Windows, cloud gateways)")
     cli.run(main, p)

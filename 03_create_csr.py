@@ -12,7 +12,7 @@ Reads:  cert.key; cert.pem with --names-from-cert (a renewal asks for the same n
 Writes: cert.csr (PEM)
 """
 
-from common import certs, cli, keys, names, state
+from common import certs, cli, keys, names, workdir
 from common.cli import log
 from common.errors import UsageError
 
@@ -22,18 +22,18 @@ def main(args):
     if args.names_from_cert is not None:  # a renewal: the names of the certificate it replaces
         args.domains = certs.san_names(work.read_leaf(args.names_from_cert))
     domains = names.normalize_names(args.domains)
-    key = work.read_key(state.CERT_KEY)
-    if work.exists(state.ACCOUNT_KEY) and keys.same_public_key(key, work.read_key(state.ACCOUNT_KEY)):
+    key = work.read_key(workdir.CERT_KEY)
+    if work.exists(workdir.ACCOUNT_KEY) and keys.same_public_key(key, work.read_key(workdir.ACCOUNT_KEY)):
         raise UsageError("cert.key is the account key: run 02_create_cert_key.py --force for a separate key")
     log.info("Creating CSR for %s", names.describe_names(domains))
     if len(domains) > names.LETSENCRYPT_MAX_NAMES:
         log.warning("warning: Let's Encrypt takes at most %d names per certificate", names.LETSENCRYPT_MAX_NAMES)
     csr = certs.build_csr(key, domains)
-    work.write_bytes(state.CSR, certs.csr_pem(csr))
+    work.write_bytes(workdir.CSR, certs.csr_pem(csr))
     for line in certs.describe_csr(csr):
         log.debug("  %s", line)
-    log.info("Wrote %s", work.path(state.CSR))
-    log.info("Next: %s", "05_new_order.py" if work.exists(state.ACCOUNT) else "04_new_account.py --agree-tos")
+    log.info("Wrote %s", work.path(workdir.CSR))
+    log.info("Next: %s", "05_new_order.py" if work.exists(workdir.ACCOUNT) else "04_new_account.py --agree-tos")
 
 
 if __name__ == "__main__":

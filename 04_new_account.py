@@ -27,7 +27,7 @@ Writes: account.json (server, CA bundle, account URL: what later steps need),
         session.json (the cached directory and the next nonce)
 """
 
-from common import account, cli, names, rfc8555, rollover, state
+from common import account, cli, names, rfc8555, rollover, workdir
 from common.cli import log
 from common.errors import AcmeError, UsageError
 
@@ -62,18 +62,18 @@ def main(args):
         log.info("Updating its contacts to %s...", ", ".join(args.email))
         acct = rfc8555.update_account(client, {"contact": contacts})
 
-    work.write_json(state.ACCOUNT, account.record(client, account_url, acct, tos))
-    log.info("Wrote %s. Next: 05_new_order.py", work.path(state.ACCOUNT))
+    work.write_json(workdir.ACCOUNT, account.record(client, account_url, acct, tos))
+    log.info("Wrote %s. Next: 05_new_order.py", work.path(workdir.ACCOUNT))
 
 
 def _earlier_account(work):
     """account.json from an earlier run, for its server and CA bundle; a damaged one gets replaced."""
-    if not work.exists(state.ACCOUNT):
+    if not work.exists(workdir.ACCOUNT):
         return None
     try:
         return work.read_account()
     except UsageError:
-        log.warning("warning: %s is damaged; this run writes a new one", work.path(state.ACCOUNT))
+        log.warning("warning: %s is damaged; this run writes a new one", work.path(workdir.ACCOUNT))
         return None
 
 

@@ -15,7 +15,7 @@ Reads:  cert.csr, account.json, account.key, session.json; cert.pem with --repla
 Writes: order.json (the order's URL and content)
 """
 
-from common import certs, cli, names, rfc8555, state
+from common import certs, cli, names, rfc8555, workdir
 from common.cli import log
 from common.errors import UsageError
 
@@ -37,7 +37,7 @@ def main(args):
         log.warning("warning: this CA has no renewalInfo (ARI), so the order does not say what it replaces")
         replaces = None
     url, order = rfc8555.new_order(client, domains, profile=args.profile, replaces=replaces)
-    work.write_json(state.ORDER, {"url": url, "order": order})
+    work.write_json(workdir.ORDER, {"url": url, "order": order})
     log.info("Creating order for %s%s... %s: %s", names.count(len(domains), "name"),
              f" with profile {args.profile}" if args.profile else "", order["status"], url)
     if replaces:

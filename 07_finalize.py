@@ -10,7 +10,7 @@ Reads:  order.json, cert.csr, account.json, account.key, session.json
 Writes: order.json (the order, now valid, with its certificate URL)
 """
 
-from common import certs, cli, rfc8555, state
+from common import certs, cli, rfc8555, workdir
 from common.cli import log
 from common.errors import AcmeError, UsageError
 
@@ -36,9 +36,9 @@ def main(args):
     client = cli.connect_account(args, work)
     first_wait = args.first_wait
     if status == "ready":
-        log.info("Finalizing order with %s...", work.path(state.CSR))
+        log.info("Finalizing order with %s...", work.path(workdir.CSR))
         order, retry_after = rfc8555.finalize(client, saved["order"]["finalize"], certs.csr_der(csr))
-        work.write_json(state.ORDER, {**saved, "order": order})  # a re-run now polls instead of finalizing again
+        work.write_json(workdir.ORDER, {**saved, "order": order})  # a re-run now polls instead of finalizing again
         first_wait = max(first_wait, retry_after or 0.0)
     else:  # "processing": finalized by an earlier run that stopped before the end
         order = saved["order"]
@@ -46,7 +46,7 @@ def main(args):
     if order["status"] == "processing":
         order = rfc8555.wait_for_order(client, saved["url"], ("processing",), status="processing",
                                        first_wait=first_wait, hint=RESUME)
-        work.write_json(state.ORDER, {**saved, "order": order})
+        work.write_json(workdir.ORDER, {**saved, "order": order})
     if order["status"] != "valid":
         raise AcmeError(f"the order is {order['status']}, not valid", order.get("error"))
     log.info("Order is valid; certificate at %s. Next: 08_get_certificate.py", order["certificate"])

@@ -13,7 +13,7 @@ Reads:  order.json, cert.key, cert.csr, account.json, account.key, session.json
 Writes: cert.pem (the leaf), chain.pem (the intermediates), fullchain.pem (both, for servers)
 """
 
-from common import certs, cli, rfc8555, state
+from common import certs, cli, rfc8555, workdir
 from common.cli import log
 from common.errors import UsageError
 
@@ -23,7 +23,7 @@ def main(args):
     url = work.read_order()["order"].get("certificate")
     if not url:
         raise UsageError("order.json has no certificate URL yet: run 07_finalize.py first")
-    key = work.read_key(state.CERT_KEY)
+    key = work.read_key(workdir.CERT_KEY)
     domains = certs.san_names(work.read_csr())
     client = cli.connect_account(args, work)
 
@@ -37,12 +37,12 @@ def main(args):
     leaf, *intermediates = chain
     certs.check_certificate(leaf, key, domains)
     certs.check_chain(chain)
-    work.write_bytes(state.CERT, certs.certs_to_pem([leaf]))
-    work.write_bytes(state.CHAIN, certs.certs_to_pem(intermediates))
-    work.write_bytes(state.FULLCHAIN, certs.certs_to_pem(chain))
+    work.write_bytes(workdir.CERT, certs.certs_to_pem([leaf]))
+    work.write_bytes(workdir.CHAIN, certs.certs_to_pem(intermediates))
+    work.write_bytes(workdir.FULLCHAIN, certs.certs_to_pem(chain))
     for line in certs.describe_certificate(leaf):
         log.info("  %s", line)
-    log.info("Wrote %s, %s, %s", *(work.path(n) for n in (state.CERT, state.CHAIN, state.FULLCHAIN)))
+    log.info("Wrote %s, %s, %s", *(work.path(n) for n in (workdir.CERT, workdir.CHAIN, workdir.FULLCHAIN)))
     log.info("Next: 09_export_pkcs12.py for Windows/IIS, or install fullchain.pem and cert.key on your server")
 
 

@@ -17,21 +17,21 @@ Writes: certificate.pfx (mode 0600: it holds the private key; kept unless --forc
         install-iis.ps1 (0644; written again with every new .pfx)
 """
 
-from common import certs, cli, iis, keys, names, pkcs12, state
+from common import certs, cli, iis, keys, names, pkcs12, workdir
 from common.cli import log
 from common.errors import UsageError
 
 
 def main(args):
     work = cli.work_dir(args)
-    key = work.read_key(state.CERT_KEY)
-    leaf = work.read_certificates(state.CERT)[0]
-    chain = work.read_certificates(state.CHAIN)
+    key = work.read_key(workdir.CERT_KEY)
+    leaf = work.read_certificates(workdir.CERT)[0]
+    chain = work.read_certificates(workdir.CHAIN)
     if not keys.same_public_key(leaf, key):
         raise UsageError("cert.pem is not for cert.key: run 08_get_certificate.py again")
     if not args.force:
-        work.refuse_existing(state.PFX)
-    script = iis.install_script(leaf, site=args.iis_site, legacy=args.legacy, pfx_name=state.PFX)
+        work.refuse_existing(workdir.PFX)
+    script = iis.install_script(leaf, site=args.iis_site, legacy=args.legacy, pfx_name=workdir.PFX)
     password = pkcs12.read_password(args.password_file, args.password_env)
 
     dns_names = certs.san_names(leaf)
@@ -39,9 +39,9 @@ def main(args):
     kind = "legacy 3DES-SHA1, SHA-1 MAC" if args.legacy else "AES-256-CBC, SHA-256 MAC"
     log.info("Exporting key, certificate and %d intermediate(s) as PKCS#12 (%s)...", len(chain), kind)
     data = pkcs12.pfx_bytes(key, leaf, chain, password, legacy=args.legacy, friendly_name=name)
-    path = work.write_bytes(state.PFX, data, private=True, replace=args.force)
+    path = work.write_bytes(workdir.PFX, data, private=True, replace=args.force)
     log.info("Wrote %s (friendly name %r)", path, name)
-    log.debug("Algorithms in %s, as read back from the file:", state.PFX)
+    log.debug("Algorithms in %s, as read back from the file:", workdir.PFX)
     for part, algorithm in pkcs12.algorithms(path.read_bytes()):
         log.debug("  %-13s %s", part + ":", algorithm)
 
@@ -49,7 +49,7 @@ def main(args):
     log.info("Wrote %s for %s", script_path, names.describe_names(dns_names))
     log.info("  certificate thumbprint (SHA-1, as Windows shows it): %s", iis.thumbprint(leaf))
     log.info("Next: copy %s and %s to one folder on the Windows server and run, as Administrator:",
-             state.PFX, iis.SCRIPT)
+             workdir.PFX, iis.SCRIPT)
     log.info("  powershell -ExecutionPolicy Bypass -File .\\%s", iis.SCRIPT)
     log.info("  It imports the .pfx into Cert:\\LocalMachine\\WebHosting and binds every name (SNI, port 443) in "
              "IIS site %r;\n  -Site NAME for another site, -CentralCertStore DIR for IIS's Central Certificate Store.",

@@ -17,21 +17,21 @@ Writes: account.json (created if missing; status and contacts refreshed),
         session.json (the cached directory and the next nonce)
 """
 
-from common import account, cli, jws, keys, names, rfc8555, state
+from common import account, cli, jws, keys, names, rfc8555, workdir
 from common.cli import log
 
 
 def main(args):
     work = cli.work_dir(args)
     contacts = [names.contact_uri(e) for e in args.email]
-    recorded = work.read_account() if work.exists(state.ACCOUNT) else None
+    recorded = work.read_account() if work.exists(workdir.ACCOUNT) else None
     client = cli.connect(args, work, account=recorded)
     ours = client.kid is not None  # account.json is about this server: check it, and keep it up to date
     if ours:
         cli.check_account(work, recorded, client)
     log.info("Server: %s", client.directory_url)
 
-    log.info("Looking up the account of %s by its key (onlyReturnExisting)...", work.path(state.ACCOUNT_KEY))
+    log.info("Looking up the account of %s by its key (onlyReturnExisting)...", work.path(workdir.ACCOUNT_KEY))
     account_url, _ = rfc8555.find_account(client)
     log.info("Account: %s", account_url)
     if ours and account_url != recorded["account_url"]:
@@ -52,9 +52,9 @@ def main(args):
         log.warning("warning: account.json is about %s, so it was left as it is", recorded["directory_url"])
         return
     terms = recorded.get("terms_of_service") if recorded else rfc8555.terms_of_service(client)
-    work.write_json(state.ACCOUNT, account.record(client, account_url, acct, terms))
+    work.write_json(workdir.ACCOUNT, account.record(client, account_url, acct, terms))
     log.info("%s %s. Next: 05_new_order.py to order a certificate",
-             "Updated" if recorded else "Wrote", work.path(state.ACCOUNT))
+             "Updated" if recorded else "Wrote", work.path(workdir.ACCOUNT))
 
 
 if __name__ == "__main__":

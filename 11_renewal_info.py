@@ -19,7 +19,7 @@ Writes: renewal.json (the decision: window, chosen time, when to ask again)
 import datetime
 from pathlib import Path
 
-from common import cli, renewal, state
+from common import cli, renewal, workdir
 from common.cli import log
 
 NOT_DUE = 3
@@ -28,7 +28,7 @@ NOT_DUE = 3
 def main(args):
     work = cli.work_dir(args)
     cert = work.read_leaf(args.cert)
-    account = work.read_account() if work.exists(state.ACCOUNT) else None
+    account = work.read_account() if work.exists(workdir.ACCOUNT) else None
     client = cli.connect(args, work, account=account, signing=False)
     now = datetime.datetime.now(datetime.timezone.utc)
     decision = renewal.decide(client, work, cert, now)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from common import certs, cli, names, renewal, revocation, rfc8555, state
+from common import certs, cli, names, renewal, revocation, rfc8555, workdir
 from common.cli import log
 from common.errors import AcmeError
 
@@ -37,13 +37,13 @@ def main(args):
     reason = revocation.REASONS[args.reason]
     if args.with_cert_key:
         cert_key = revocation.certificate_key(work, None if args.with_cert_key is True else args.with_cert_key, cert)
-        recorded = work.read_account() if work.exists(state.ACCOUNT) else None  # only for its server
+        recorded = work.read_account() if work.exists(workdir.ACCOUNT) else None  # only for its server
         client = cli.connect(args, work, account=recorded, signing=False)
     else:
         cert_key = None
         client = cli.connect_account(args, work)
 
-    log.info("Certificate %s:", args.cert or work.path(state.CERT))
+    log.info("Certificate %s:", args.cert or work.path(workdir.CERT))
     for line in certs.describe_certificate(cert):
         log.info("  %s", line)
     cli.confirm(f"revoke the certificate for {names.describe_names(certs.san_names(cert))} "
@@ -64,8 +64,9 @@ def main(args):
             steps = "--force --new-key (or 02_create_cert_key.py --force, 03_create_csr.py, then 05 to 08)"
         else:
             steps = "--force (or 05_new_order.py to 08_get_certificate.py)"
-        account = "" if work.exists(state.ACCOUNT) else "01_create_account_key.py --force and 04_new_account.py, then "
-        log.info("Next: replace %s now: %s./renew.sh --dir %s %s", work.path(state.CERT), account, work.root, steps)
+        account = ("" if work.exists(workdir.ACCOUNT)
+                   else "01_create_account_key.py --force and 04_new_account.py, then ")
+        log.info("Next: replace %s now: %s./renew.sh --dir %s %s", work.path(workdir.CERT), account, work.root, steps)
 
 
 if __name__ == "__main__":

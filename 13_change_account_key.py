@@ -23,7 +23,7 @@ Writes: account.key.new (while the change is under way), account.key.old (the ol
 
 from pathlib import Path
 
-from common import account, cli, jws, keys, rfc8555, rollover, state
+from common import account, cli, jws, keys, rfc8555, rollover, workdir
 from common.cli import log
 from common.errors import UsageError
 
@@ -71,7 +71,7 @@ def main(args):
         rollover.record_new_key(work, old_key, new_key, recorded)
     rollover.install_new_key(work)
     log.info("Wrote %s (the new key), %s (the old one, for the record) and %s",
-             *(work.path(n) for n in (state.ACCOUNT_KEY, state.OLD_ACCOUNT_KEY, state.ACCOUNT)))
+             *(work.path(n) for n in (workdir.ACCOUNT_KEY, workdir.OLD_ACCOUNT_KEY, workdir.ACCOUNT)))
     log.info("Next: 10_account_info.py shows the account, now signed with the new key")
 
 
@@ -86,7 +86,7 @@ def _refuse_known_key(work, new_key, old_key):
     """The new key must be new: not the account key itself, not the certificate's key (step 02 explains why)."""
     if keys.same_public_key(new_key, old_key):
         raise UsageError("the new key is the current account key: give another --new-key, or none to generate one")
-    if work.exists(state.CERT_KEY) and keys.same_public_key(new_key, work.read_key(state.CERT_KEY)):
+    if work.exists(workdir.CERT_KEY) and keys.same_public_key(new_key, work.read_key(workdir.CERT_KEY)):
         raise UsageError("the new key is cert.key, the certificate's key: an account key must be a key of its own")
 
 

@@ -16,7 +16,7 @@ Reads:  account.json, account.key, session.json
 Writes: account.json (status "deactivated")
 """
 
-from common import cli, rfc8555, state
+from common import cli, rfc8555, workdir
 from common.cli import log
 from common.errors import AFTER_DEACTIVATION, AcmeError
 
@@ -37,7 +37,7 @@ def main(args):
         if not exc.deactivated():  # an earlier run's answer got lost: it is done all the same
             raise
         status = "deactivated"
-    work.write_json(state.ACCOUNT, {**recorded, "status": status})
+    work.write_json(workdir.ACCOUNT, {**recorded, "status": status})
     if status != "deactivated":
         raise AcmeError(f"the CA answered, but the account is {status}, not deactivated")
     log.info("The account is deactivated. Next: %s", AFTER_DEACTIVATION)

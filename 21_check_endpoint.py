@@ -18,33 +18,33 @@ Writes: nothing
 import datetime
 import functools
 
-from common import certs, cli, endpoint, names, state
+from common import certs, cli, names, served_chain, workdir
 from common.cli import log
 
 
 def main(args):
     work = cli.work_dir(args)
-    leaf = work.read_certificates(state.CERT)[0]
-    chain = work.read_certificates(state.CHAIN)
-    target = endpoint.parse_target(args.target)
-    name = endpoint.server_name(args.servername, target, leaf)
-    roots = None if args.no_verify else endpoint.load_roots(args.ca_bundle)
-    fetch = functools.partial(endpoint.fetch_chain, target, name, args.timeout)
+    leaf = work.read_certificates(workdir.CERT)[0]
+    chain = work.read_certificates(workdir.CHAIN)
+    target = served_chain.parse_target(args.target)
+    name = served_chain.server_name(args.servername, target, leaf)
+    roots = None if args.no_verify else served_chain.load_roots(args.ca_bundle)
+    fetch = functools.partial(served_chain.fetch_chain, target, name, args.timeout)
 
     log.info("Connecting to %s (SNI %s)...", target, name or "none: an IP address")
     if args.wait:
-        served = endpoint.wait_for(leaf, fetch, args.wait, show=not args.quiet)
+        served = served_chain.wait_for(leaf, fetch, args.wait, show=not args.quiet)
     else:
         served = fetch()
     now = datetime.datetime.now(datetime.timezone.utc)
-    for line in endpoint.describe_chain(served, now):
+    for line in served_chain.describe_chain(served, now):
         log.info("  %s", line)
     log.debug("  SHA-256 of the leaf sent: %s; of cert.pem: %s", certs.fingerprint(served[0]),
               certs.fingerprint(leaf))
 
-    problems = endpoint.findings(served, leaf, chain, name or target.host, roots, now)
+    problems = served_chain.findings(served, leaf, chain, name or target.host, roots, now)
     if problems:
-        raise endpoint.EndpointError(f"{target} does not serve the new certificate correctly:", problems)
+        raise served_chain.EndpointError(f"{target} does not serve the new certificate correctly:", problems)
     trust = f"trusted by {roots.label}" if roots else "not verified (--no-verify)"
     log.info("OK: %s serves cert.pem and its %s, %s", target, names.count(len(chain), "intermediate"), trust)
 

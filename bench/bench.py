@@ -4,7 +4,7 @@
 What it measures, for certificates of n = 1, 10 and 100 names (--sizes):
 
   * requests per certificate, counted twice:
-      - by the client: every step runs with ACME_REQUEST_LOG set, so common/http.py appends
+      - by the client: every step runs with ACME_REQUEST_LOG set, so common/transport.py appends
         one "METHOD URL STATUS" line per HTTP request; steps 04-08 are counted (01-03 and 09
         work offline; a note is printed if they ever log a request);
       - by the CA: the "<METHOD> <path> -> calling handler()" lines Pebble appends to its log

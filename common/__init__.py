@@ -5,7 +5,7 @@ alone into another project: ``jws``, ``challenges`` and ``alibaba``.
 
 The protocol (RFC 8555):
 - ``jws``          base64url, JWK, thumbprint, JWS signing, EAB and key-change JWS (RFC 7515, 7638); copy it alone
-- ``http``         the transport: nonces, signed POSTs, retries, polling, deadlines, URL checks (§6)
+- ``transport``    the transport: nonces, signed POSTs, retries, polling, deadlines, URL checks (§6)
 - ``resources``    the CA's objects, checked before use (§7.1)
 - ``rfc8555``      one function per ACME endpoint (§7), ARI's renewalInfo (RFC 9773)
 - ``challenges``   key authorizations and each challenge type's record or file (§8, drafts); copy it alone
@@ -33,11 +33,11 @@ Keys, certificates and the account:
 Putting it to work:
 - ``alibaba``        the Alibaba Cloud V3 (ACS3-HMAC-SHA256) request signer; copy it alone
 - ``alibaba_deploy`` CAS, CDN and API Gateway calls (step 20)
-- ``endpoint``       a TLS server as its clients see it (step 21, pyOpenSSL)
+- ``served_chain``   the chain a TLS server sends, checked against the work dir (step 21, pyOpenSSL)
 
 The command line and the work directory:
-- ``servers``      named ACME servers, the local test CA, TLS trust
-- ``state``        the work directory: which file each step reads and writes, atomic writes
+- ``acme_servers`` named ACME servers, the local test CA, TLS trust
+- ``workdir``      the work directory: which file each step reads and writes, atomic writes
 - ``cli``          the command-line contract every step shares
 """
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from . import jws, secret_input, servers
+from . import acme_servers, jws, secret_input
 from .errors import AFTER_DEACTIVATION, AcmeError, UsageError
 
 if TYPE_CHECKING:
-    from .http import Client
+    from .transport import Client
 
 EAB_OPTIONS = "--eab-kid KID with --eab-hmac-key-file FILE or --eab-hmac-key-env VAR"
 
@@ -60,7 +60,7 @@ def external_account_required(client: Client) -> bool:
 
 def eab_missing(directory_url: str) -> str:
     """The error for a CA that requires EAB when none was given: which options, and where to get the values."""
-    source = servers.eab_source(directory_url) or "your account at the CA"
+    source = acme_servers.eab_source(directory_url) or "your account at the CA"
     return f"{directory_url} requires External Account Binding: pass {EAB_OPTIONS}, the key id and HMAC key " \
            f"from {source}"
 

@@ -24,7 +24,7 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from . import alibaba, certs, state
+from . import alibaba, certs, workdir
 from .errors import AcmeError, UsageError
 from .keys import PrivateKey, same_public_key
 
@@ -110,16 +110,16 @@ class Bundle:
         return f"serial {self.leaf.serial_number:x}, expires {self.leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
 
 
-def read_bundle(work: state.WorkDir) -> Bundle:
+def read_bundle(work: workdir.WorkDir) -> Bundle:
     """cert.pem, chain.pem and cert.key from the work dir, checked to belong together and be in date."""
-    leaf = work.read_certificates(state.CERT)[0]
-    chain = work.read_certificates(state.CHAIN)
-    key = work.read_key(state.CERT_KEY)
+    leaf = work.read_certificates(workdir.CERT)[0]
+    chain = work.read_certificates(workdir.CHAIN)
+    key = work.read_key(workdir.CERT_KEY)
     if not same_public_key(leaf, key):
-        raise UsageError(f"{work.path(state.CERT)} is not for {work.path(state.CERT_KEY)}: "
+        raise UsageError(f"{work.path(workdir.CERT)} is not for {work.path(workdir.CERT_KEY)}: "
                          "run 08_get_certificate.py again, or restore the key the certificate was issued for")
     if leaf.not_valid_after_utc <= datetime.datetime.now(datetime.timezone.utc):
-        raise UsageError(f"{work.path(state.CERT)} expired on {leaf.not_valid_after_utc:%Y-%m-%d}: "
+        raise UsageError(f"{work.path(workdir.CERT)} expired on {leaf.not_valid_after_utc:%Y-%m-%d}: "
                          "get a new one (05_new_order.py to 08_get_certificate.py) before deploying")
     return Bundle(leaf, chain, key)
 

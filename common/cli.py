@@ -16,12 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from . import jws, keys, servers, state
+from . import acme_servers, jws, keys, workdir
 from .account import refuse_deactivated
 from .errors import AcmeError, Interrupted, UsageError, printable
 
 if TYPE_CHECKING:
-    from .http import Client
+    from .transport import Client
 
 log = logging.getLogger("acme")
 
@@ -52,8 +52,9 @@ def parser(doc: str | None, *, network: bool = False, verbose: str | None = None
 def add_server_options(p: argparse.ArgumentParser) -> None:
     """--server, --ca-bundle, --allow-host and --timeout. Without --server, a step uses account.json's server."""
     p.add_argument("--server", metavar="NAME|URL",
-                   help=f"{', '.join(servers.SERVER_NAMES)} or a directory URL (default: the server in account.json, "
-                        f"else $ACME_SERVER, else {servers.DEFAULT_SERVER}); {', '.join(servers.EAB_SERVERS)} need "
+                   help=f"{', '.join(acme_servers.SERVER_NAMES)} or a directory URL (default: the server in "
+                        f"account.json, else $ACME_SERVER, else {acme_servers.DEFAULT_SERVER}); "
+                        f"{', '.join(acme_servers.EAB_SERVERS)} need "
                         "External Account Binding (04_new_account.py --eab-kid)")
     p.add_argument("--ca-bundle", default=os.environ.get("ACME_CA_BUNDLE"), metavar="FILE",
                    help="also trust this CA for the server's TLS (default: $ACME_CA_BUNDLE)")
@@ -150,11 +151,11 @@ def _error(*lines: str) -> None:
     print("error: " + "\n".join(printable(line) for line in lines), file=sys.stderr)
 
 
-def work_dir(args: argparse.Namespace) -> state.WorkDir:
-    return state.WorkDir(args.dir)
+def work_dir(args: argparse.Namespace) -> workdir.WorkDir:
+    return workdir.WorkDir(args.dir)
 
 
-def connect(args: argparse.Namespace, work: state.WorkDir, *, account: dict | None = None,
+def connect(args: argparse.Namespace, work: workdir.WorkDir, *, account: dict | None = None,
             signing: bool = True) -> Client:
     """A client for the server the account lives on, signing with account.key.
 
@@ -165,29 +166,29 @@ def connect(args: argparse.Namespace, work: state.WorkDir, *, account: dict | No
     recorded = account or {}
     server = args.server or recorded.get("directory_url") or os.environ.get("ACME_SERVER")
     if not server:
-        server = servers.DEFAULT_SERVER
+        server = acme_servers.DEFAULT_SERVER
         log.info("No --server given and none recorded in account.json: using %s (pass --server to choose)", server)
-    directory_url, bundle = servers.resolve_server(server)
+    directory_url, bundle = acme_servers.resolve_server(server)
     same_server = directory_url == recorded.get("directory_url")
     bundle = args.ca_bundle or bundle or (recorded.get("ca_bundle") if same_server else None)
-    from .http import Client  # here, not at the top: steps 01-03 and 09 start faster without requests
+    from .transport import Client  # here, not at the top: steps 01-03 and 09 start faster without requests
 
-    key = work.read_key(state.ACCOUNT_KEY) if signing or work.exists(state.ACCOUNT_KEY) else None
+    key = work.read_key(workdir.ACCOUNT_KEY) if signing or work.exists(workdir.ACCOUNT_KEY) else None
     client = Client(
         directory_url,
-        verify=servers.tls_verify(bundle),
+        verify=acme_servers.tls_verify(bundle),
         key=key,
         kid=recorded.get("account_url") if same_server else None,
-        store=state.SessionCache(work, directory_url),
+        store=workdir.SessionCache(work, directory_url),
         allowed_hosts=tuple(args.allow_host),
         timeout=args.timeout,
     )
     client.ca_bundle = bundle  # recorded by step 04 so later steps trust the same CA
-    client.unreachable_hint = servers.unreachable_hint(directory_url)
+    client.unreachable_hint = acme_servers.unreachable_hint(directory_url)
     return client
 
 
-def connect_account(args: argparse.Namespace, work: state.WorkDir) -> Client:
+def connect_account(args: argparse.Namespace, work: workdir.WorkDir) -> Client:
     """A client for steps 05 to 14: the account from account.json, signing with ``kid``."""
     recorded = work.read_account()
     client = connect(args, work, account=recorded)
@@ -198,7 +199,7 @@ def connect_account(args: argparse.Namespace, work: state.WorkDir) -> Client:
     return client
 
 
-def check_account(work: state.WorkDir, recorded: dict, client: Client) -> None:
+def check_account(work: workdir.WorkDir, recorded: dict, client: Client) -> None:
     """account.json's account is usable with account.key: not deactivated, and the key it was registered with."""
     from . import rollover  # here: it brings requests, which steps 01-03 do without
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import requests
 
-from . import alibaba, dns_lookup, servers
+from . import acme_servers, alibaba, dns_lookup
 from .dns_lookup import Server
 from .errors import AcmeError, UsageError
 
@@ -126,7 +126,7 @@ def from_args(args: argparse.Namespace) -> DnsProvider:
 def default_challtestsrv_url() -> str:
     """The local test CA's challtestsrv if it is set up, else challtestsrv's usual port."""
     try:
-        return servers.local_ca_state()["challtestsrv_url"]
+        return acme_servers.local_ca_state()["challtestsrv_url"]
     except UsageError:
         return DEFAULT_CHALLTESTSRV
 
@@ -158,7 +158,7 @@ class ChalltestsrvProvider(DnsProvider):
         dns_server = args.dns_resolver[0] if args.dns_resolver else None
         if dns_server is None:
             try:
-                dns_server = dns_lookup.parse_server(servers.local_ca_state()["dns_server"], "dns_server")
+                dns_server = dns_lookup.parse_server(acme_servers.local_ca_state()["dns_server"], "dns_server")
             except (UsageError, KeyError):
                 dns_server = None
         if dns_server is None and getattr(args, "propagation_check", True):

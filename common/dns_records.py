@@ -16,8 +16,8 @@ from typing import Any
 from . import challenges, dns_lookup, names
 from .dns_providers import DnsProvider, TxtRecord, remove_quietly
 from .errors import AcmeError, Interrupted, UsageError, despite_interrupts
-from .state import DNS_RECORDS, WorkDir
 from .validation import Task
+from .workdir import DNS_RECORDS, WorkDir
 
 log = logging.getLogger("acme")
 

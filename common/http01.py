@@ -40,7 +40,7 @@ from . import challenges
 from .errors import AcmeError, UsageError, despite_interrupts
 from .names import count
 from .resources import shown
-from .state import PUBLIC, atomic_write
+from .workdir import PUBLIC, atomic_write
 
 log = logging.getLogger("acme")
 

@@ -20,8 +20,8 @@ from cryptography import x509
 
 from . import certs, resources, rfc8555
 from .errors import AcmeError, UsageError
-from .http import Client
-from .state import RENEWAL, WorkDir
+from .transport import Client
+from .workdir import RENEWAL, WorkDir
 
 log = logging.getLogger("acme")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import state
+from . import workdir
 from .errors import UsageError
 from .keys import PrivateKey, key_from_pem, same_public_key
 
@@ -28,10 +28,10 @@ REASONS = {
 }
 
 
-def certificate_key(work: state.WorkDir, path: Path | None, cert: x509.Certificate) -> PrivateKey:
+def certificate_key(work: workdir.WorkDir, path: Path | None, cert: x509.Certificate) -> PrivateKey:
     """The certificate's private key, from ``path`` or the work dir's cert.key, checked to match ``cert``."""
     if path is None:
-        key, source = work.read_key(state.CERT_KEY), work.path(state.CERT_KEY)
+        key, source = work.read_key(workdir.CERT_KEY), work.path(workdir.CERT_KEY)
     else:
         try:
             key, source = key_from_pem(path.read_bytes(), str(path)), path
@@ -42,6 +42,6 @@ def certificate_key(work: state.WorkDir, path: Path | None, cert: x509.Certifica
     return key
 
 
-def is_work_dir_certificate(work: state.WorkDir, cert: x509.Certificate) -> bool:
+def is_work_dir_certificate(work: workdir.WorkDir, cert: x509.Certificate) -> bool:
     """True if ``cert`` is the work dir's cert.pem, whose renewal decision a revocation makes stale."""
-    return work.exists(state.CERT) and work.read_certificates(state.CERT)[0] == cert
+    return work.exists(workdir.CERT) and work.read_certificates(workdir.CERT)[0] == cert

@@ -1,6 +1,6 @@
 """One function per ACME endpoint, in the order a certificate needs them (RFC 8555 §7.3-7.4).
 
-Each takes a :class:`common.http.Client` and returns what the CA said, checked (see
+Each takes a :class:`common.transport.Client` and returns what the CA said, checked (see
 :mod:`common.resources`); the numbered steps decide what to do with it.
 """
 
@@ -10,9 +10,9 @@ from typing import Any
 
 from . import jws, resources
 from .errors import AcmeError
-from .http import PEM_CHAIN, Client, Response
 from .jws import b64url
 from .keys import PrivateKey
+from .transport import PEM_CHAIN, Client, Response
 
 
 def terms_of_service(client: Client) -> str | None:

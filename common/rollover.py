@@ -21,24 +21,24 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from . import jws, rfc8555, state
+from . import jws, rfc8555, workdir
 from .errors import AcmeError, UsageError
 from .keys import PrivateKey, key_to_pem
 
 if TYPE_CHECKING:
-    from .http import Client
+    from .transport import Client
 
 NEW_ACCOUNT_KEY = "account.key.new"  # the new key until account.key is replaced: never delete it by hand
 INTERRUPTED = ("a key change was interrupted (account.key.new exists, and the CA may know only that key): "
                "run 13_change_account_key.py again to finish it")
 
 
-def pending_key(work: state.WorkDir) -> PrivateKey | None:
+def pending_key(work: workdir.WorkDir) -> PrivateKey | None:
     """The new key of an unfinished key change, or None."""
     return work.read_key(NEW_ACCOUNT_KEY) if work.exists(NEW_ACCOUNT_KEY) else None
 
 
-def save_new_key(work: state.WorkDir, key: PrivateKey) -> None:
+def save_new_key(work: workdir.WorkDir, key: PrivateKey) -> None:
     """Step 1: the new key on disk (0600) before the CA hears of it."""
     work.write_bytes(NEW_ACCOUNT_KEY, key_to_pem(key), private=True, replace=False)
 
@@ -63,13 +63,13 @@ def key_owner(client: Client, key: PrivateKey) -> str | None:
         client.key, client.kid = saved
 
 
-def record_new_key(work: state.WorkDir, old_key: PrivateKey, new_key: PrivateKey, recorded: dict[str, Any]) -> None:
+def record_new_key(work: workdir.WorkDir, old_key: PrivateKey, new_key: PrivateKey, recorded: dict[str, Any]) -> None:
     """Steps 3 and 4, once the CA has the new key: keep the old key, point account.json at the new one."""
-    work.write_bytes(state.OLD_ACCOUNT_KEY, key_to_pem(old_key), private=True)
-    work.write_json(state.ACCOUNT, {**recorded, "key_thumbprint": jws.key_thumbprint(new_key)})
+    work.write_bytes(workdir.OLD_ACCOUNT_KEY, key_to_pem(old_key), private=True)
+    work.write_json(workdir.ACCOUNT, {**recorded, "key_thumbprint": jws.key_thumbprint(new_key)})
 
 
-def install_new_key(work: state.WorkDir) -> None:
+def install_new_key(work: workdir.WorkDir) -> None:
     """Step 5: account.key.new becomes account.key in one rename, so account.key is never half written."""
-    os.chmod(work.path(NEW_ACCOUNT_KEY), state.PRIVATE)  # whatever made the file, the key ends up 0600
-    os.replace(work.path(NEW_ACCOUNT_KEY), work.path(state.ACCOUNT_KEY))
+    os.chmod(work.path(NEW_ACCOUNT_KEY), workdir.PRIVATE)  # whatever made the file, the key ends up 0600
+    os.replace(work.path(NEW_ACCOUNT_KEY), work.path(workdir.ACCOUNT_KEY))

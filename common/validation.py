@@ -13,8 +13,8 @@ from typing import Any
 
 from . import resources, rfc8555
 from .errors import AcmeError, StepTimeoutError
-from .http import Client
-from .state import ORDER, WorkDir
+from .transport import Client
+from .workdir import ORDER, WorkDir
 
 log = logging.getLogger("acme")
 

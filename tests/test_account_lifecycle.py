@@ -17,8 +17,8 @@ from conftest import ROOT, STEPS, fails, plain_env, run_plain, unique
 from cryptography import x509
 from test_interactive import _run_on_terminal
 
-from common import account, jws, keys, revocation, rfc8555, rollover, servers
-from common.http import Client
+from common import account, acme_servers, jws, keys, revocation, rfc8555, rollover
+from common.transport import Client
 
 
 def registered(ca, work, *options: str) -> dict:
@@ -360,15 +360,15 @@ def test_named_eab_servers_in_help_and_error(tmp_path):
     for word in ("zerossl", "google", "google-staging", "--eab-kid", "--eab-hmac-key-file", "--eab-hmac-key-env"):
         assert word in help_text, word
     assert "External Account" in " ".join(help_text.split())
-    assert servers.EAB_SERVERS == ("zerossl", "google", "google-staging")
-    for name in servers.EAB_SERVERS:
-        url, _ = servers.resolve_server(name)
+    assert acme_servers.EAB_SERVERS == ("zerossl", "google", "google-staging")
+    for name in acme_servers.EAB_SERVERS:
+        url, _ = acme_servers.resolve_server(name)
         message = account.eab_missing(url)
-        assert servers.eab_source(url) in message and "--eab-kid" in message and "--eab-hmac-key-env" in message
-    assert servers.resolve_server("zerossl")[0] == "https://acme.zerossl.com/v2/DV90"
-    assert servers.resolve_server("google")[0] == "https://dv.acme-v02.api.pki.goog/directory"
-    assert servers.resolve_server("google-staging")[0] == "https://dv.acme-v02.test-api.pki.goog/directory"
-    assert servers.eab_source(servers.STAGING) is None
+        assert acme_servers.eab_source(url) in message and "--eab-kid" in message and "--eab-hmac-key-env" in message
+    assert acme_servers.resolve_server("zerossl")[0] == "https://acme.zerossl.com/v2/DV90"
+    assert acme_servers.resolve_server("google")[0] == "https://dv.acme-v02.api.pki.goog/directory"
+    assert acme_servers.resolve_server("google-staging")[0] == "https://dv.acme-v02.test-api.pki.goog/directory"
+    assert acme_servers.eab_source(acme_servers.STAGING) is None
 
 
 def test_private_keys_never_printed_by_the_new_steps(ca, work):

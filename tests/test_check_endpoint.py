@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from common import endpoint
+from common import served_chain
 from common.errors import UsageError
 
 STEP = ROOT / "21_check_endpoint.py"
@@ -226,7 +226,7 @@ def test_wait_gives_up_cleanly(issued, sites):
     (["a.example.com", "*.example.net"], "x.example.net", True),
 ])
 def test_covers_follows_rfc_6125(names, host, expected):
-    assert endpoint.covers(names, host) is expected
+    assert served_chain.covers(names, host) is expected
 
 
 @pytest.mark.parametrize(("text", "host", "port"), [
@@ -239,20 +239,20 @@ def test_covers_follows_rfc_6125(names, host, expected):
     ("2001:db8::1", "2001:db8::1", 443),
 ])
 def test_parse_target(text, host, port):
-    assert endpoint.parse_target(text) == endpoint.Target(host, port)
+    assert served_chain.parse_target(text) == served_chain.Target(host, port)
 
 
 def test_servername_is_never_an_ip_address():
     leaf = self_signed("*.example.test", "www.example.test")
     with pytest.raises(UsageError):
-        endpoint.server_name("192.0.2.1", endpoint.Target("192.0.2.1", 443), leaf)
-    assert endpoint.server_name(None, endpoint.Target("192.0.2.1", 443), leaf) == "www.example.test"
+        served_chain.server_name("192.0.2.1", served_chain.Target("192.0.2.1", 443), leaf)
+    assert served_chain.server_name(None, served_chain.Target("192.0.2.1", 443), leaf) == "www.example.test"
 
 
 def test_expired_leaf_is_a_finding():
     leaf = self_signed("www.example.test")
     later = leaf.not_valid_after_utc + datetime.timedelta(days=1)
-    problems = endpoint.findings([leaf], leaf, [], "www.example.test", None, later)
+    problems = served_chain.findings([leaf], leaf, [], "www.example.test", None, later)
     assert problems == [f"the certificate it serves expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"]
 
 

@@ -479,10 +479,10 @@ def deactivate_authorizations(work: Path) -> None:
     so the next order for the names must be validated again. Pebble reuses half of them otherwise."""
     import argparse
 
-    from common import cli, state
+    from common import cli, workdir
 
     client = cli.connect_account(argparse.Namespace(server=None, ca_bundle=None, allow_host=[], timeout=30.0),
-                                 state.WorkDir(work))
+                                 workdir.WorkDir(work))
     for url in saved_order(work)["order"]["authorizations"]:
         assert client.post(url, {"status": "deactivated"}).body["status"] == "deactivated"
 

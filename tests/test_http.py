@@ -13,7 +13,7 @@ import time
 import pytest
 from hostile_ca import Reply
 
-from common import http, keys, rfc8555, state
+from common import keys, rfc8555, transport, workdir
 from common.errors import AcmeError, StepTimeoutError, UsageError
 
 
@@ -25,7 +25,8 @@ def ca(hostile):
 
 @pytest.fixture
 def client(ca):
-    return http.Client(ca.directory_url, verify=ca.ca_bundle, key=keys.generate_key("ec256"), kid=ca.url("/acct/1"))
+    return transport.Client(ca.directory_url, verify=ca.ca_bundle, key=keys.generate_key("ec256"),
+                            kid=ca.url("/acct/1"))
 
 
 def posts(ca, path: str) -> list[dict]:
@@ -42,8 +43,8 @@ def waits(monkeypatch):
         recorded.append(seconds)
         clock[0] += seconds
 
-    monkeypatch.setattr(http.time, "sleep", sleep)
-    monkeypatch.setattr(http.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(transport.time, "sleep", sleep)
+    monkeypatch.setattr(transport.time, "monotonic", lambda: clock[0])
     return recorded
 
 
@@ -67,7 +68,7 @@ def test_bad_nonce_is_retried_with_the_nonce_from_the_error(ca, client):
 
 
 def test_endless_bad_nonces_end_in_a_clear_error(ca, client, monkeypatch):
-    monkeypatch.setattr(http, "MAX_BAD_NONCE_RETRIES", 4)
+    monkeypatch.setattr(transport, "MAX_BAD_NONCE_RETRIES", 4)
     ca.answer("POST", "/order/1", BAD_NONCE)
     with pytest.raises(AcmeError, match="rejected 5 nonces in a row"):
         client.post_as_get(ca.url("/order/1"))
@@ -93,7 +94,7 @@ def test_poll_honours_retry_after_http_date(ca, client, waits):
 def test_poll_without_retry_after_uses_the_default(ca, client, waits):
     ca.answer("POST", "/order/1", PENDING, PENDING, READY)
     client.poll(ca.url("/order/1"), ("pending",), check=status_of, status="pending", hint="", first_wait=0.25)
-    assert waits == [0.25, http.DEFAULT_POLL_INTERVAL, http.DEFAULT_POLL_INTERVAL]
+    assert waits == [0.25, transport.DEFAULT_POLL_INTERVAL, transport.DEFAULT_POLL_INTERVAL]
 
 
 def test_poll_gives_up_before_a_wait_would_pass_the_timeout(ca, client, waits):
@@ -130,15 +131,15 @@ def test_problem_document_with_subproblems(ca, client):
 
 def test_directory_and_nonce_carry_over_between_steps(ca, tmp_path):
     """A second step reuses the first one's directory and last nonce: no GET, no HEAD."""
-    work = state.WorkDir(tmp_path)
+    work = workdir.WorkDir(tmp_path)
     key = keys.generate_key("ec256")
-    first = http.Client(ca.directory_url, verify=ca.ca_bundle, key=key, kid="k",
-                        store=state.SessionCache(work, ca.directory_url))
+    first = transport.Client(ca.directory_url, verify=ca.ca_bundle, key=key, kid="k",
+                        store=workdir.SessionCache(work, ca.directory_url))
     rfc8555.new_order(first, ["a.example"])
     first.store.save()  # what atexit does when the step ends
     before = len(ca.requests)
-    second = http.Client(ca.directory_url, verify=ca.ca_bundle, key=key, kid="k",
-                         store=state.SessionCache(work, ca.directory_url))
+    second = transport.Client(ca.directory_url, verify=ca.ca_bundle, key=key, kid="k",
+                         store=workdir.SessionCache(work, ca.directory_url))
     second.post_as_get(ca.url("/order/1"))
     new = ca.requests[before:]
     assert [r.method for r in new] == ["POST"]
@@ -146,34 +147,34 @@ def test_directory_and_nonce_carry_over_between_steps(ca, tmp_path):
 
 
 def test_unreachable_server_is_a_clear_error():
-    client = http.Client("https://127.0.0.1:9/dir", key=keys.generate_key("ec256"))
+    client = transport.Client("https://127.0.0.1:9/dir", key=keys.generate_key("ec256"))
     with pytest.raises(AcmeError, match="cannot reach https://127.0.0.1:9/dir"):
         client.directory  # noqa: B018
 
 
 def test_an_http_directory_url_is_refused():
     with pytest.raises(UsageError, match="must be an https:// URL"):
-        http.Client("http://127.0.0.1:9/dir")
+        transport.Client("http://127.0.0.1:9/dir")
 
 
 def test_retry_after_date_uses_wall_clock():
     now = time.time()
     header = email.utils.formatdate(now + 10, usegmt=True)
-    assert 9 <= http.retry_after_seconds(header, now=now) <= 10
+    assert 9 <= transport.retry_after_seconds(header, now=now) <= 10
 
 
 @pytest.mark.parametrize(("header", "expected"), [
-    ("9" * 400, http.MAX_RETRY_AFTER), ("Fri, 31 Dec 9999 23:59:59 GMT", http.MAX_RETRY_AFTER),
+    ("9" * 400, transport.MAX_RETRY_AFTER), ("Fri, 31 Dec 9999 23:59:59 GMT", transport.MAX_RETRY_AFTER),
     ("-5", None), ("1e5", None), ("Mon, 99 Foo 2020 99:99:99 GMT", None), ("\x00", None),
 ])
 def test_absurd_retry_after_values(header, expected):
-    assert http.retry_after_seconds(header) == expected
+    assert transport.retry_after_seconds(header) == expected
 
 
 def test_json_nesting_is_measured_without_recursion():
     deep: list = []
     for _ in range(10_000):
         deep = [deep]
-    assert http._depth(deep) == 10_001
-    assert http._json(json.dumps({"a": [1, {"b": 2}]}).encode()) == {"a": [1, {"b": 2}]}
-    assert isinstance(http._json(b"[" * 40 + b"]" * 40), http.Unparseable)
+    assert transport._depth(deep) == 10_001
+    assert transport._json(json.dumps({"a": [1, {"b": 2}]}).encode()) == {"a": [1, {"b": 2}]}
+    assert isinstance(transport._json(b"[" * 40 + b"]" * 40), transport.Unparseable)

@@ -38,9 +38,9 @@ from conftest import ROOT, _ca, _free_port, fails, unique, wait_for_line
 
 from common import errors, http01
 from common.errors import AcmeError, Interrupted, UsageError
-from common.http import Client
 from common.rfc8555 import get_authorization
-from common.state import WorkDir
+from common.transport import Client
+from common.workdir import WorkDir
 
 STEP = ROOT / "06_http_challenge.py"
 CHALLENGE_DIR = Path(".well-known") / "acme-challenge"

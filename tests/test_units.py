@@ -12,17 +12,17 @@ import time
 
 import pytest
 
-from common import state
+from common import workdir
 from common.errors import UsageError
-from common.http import retry_after_seconds
 from common.keys import generate_key, key_to_pem, same_public_key
 from common.names import contact_uri, normalize_name, normalize_names
+from common.transport import retry_after_seconds
 
 POSIX = sys.platform != "win32"
 NOW = dt.datetime(2025, 3, 14, 15, 9, 26, tzinfo=dt.timezone.utc)
 
 
-# --- common.http.retry_after_seconds -------------------------------------------------------
+# --- common.transport.retry_after_seconds -------------------------------------------------------
 
 
 @pytest.mark.parametrize(("header", "seconds"), [("120", 120.0), (" 3 ", 3.0), ("0", 0.0)])
@@ -187,7 +187,7 @@ def test_contact_uri_rejects(raw):
         contact_uri(raw)
 
 
-# --- common.state ---------------------------------------------------------------------------
+# --- common.workdir ---------------------------------------------------------------------------
 
 
 def _mode(path) -> int:
@@ -204,38 +204,38 @@ def keys():
 
 
 def test_write_key_new_file(tmp_path, keys):
-    work = state.WorkDir(tmp_path / "acme-work")
-    assert work.write_key(state.ACCOUNT_KEY, keys[0], force=False) is False
-    assert work.path(state.ACCOUNT_KEY).read_bytes() == key_to_pem(keys[0])
-    assert same_public_key(work.read_key(state.ACCOUNT_KEY), keys[0])
+    work = workdir.WorkDir(tmp_path / "acme-work")
+    assert work.write_key(workdir.ACCOUNT_KEY, keys[0], force=False) is False
+    assert work.path(workdir.ACCOUNT_KEY).read_bytes() == key_to_pem(keys[0])
+    assert same_public_key(work.read_key(workdir.ACCOUNT_KEY), keys[0])
 
 
 def test_write_key_refuses_to_replace_without_force(tmp_path, keys):
-    work = state.WorkDir(tmp_path)
-    work.write_key(state.ACCOUNT_KEY, keys[0], force=False)
+    work = workdir.WorkDir(tmp_path)
+    work.write_key(workdir.ACCOUNT_KEY, keys[0], force=False)
     with pytest.raises(UsageError):
-        work.write_key(state.ACCOUNT_KEY, keys[1], force=False)
-    assert work.path(state.ACCOUNT_KEY).read_bytes() == key_to_pem(keys[0])
+        work.write_key(workdir.ACCOUNT_KEY, keys[1], force=False)
+    assert work.path(workdir.ACCOUNT_KEY).read_bytes() == key_to_pem(keys[0])
     assert _temp_files(tmp_path) == []
 
 
 def test_write_key_replaces_with_force(tmp_path, keys):
-    work = state.WorkDir(tmp_path)
-    work.write_key(state.CERT_KEY, keys[0], force=False)
-    assert work.write_key(state.CERT_KEY, keys[1], force=True) is True
-    assert work.path(state.CERT_KEY).read_bytes() == key_to_pem(keys[1])
-    assert same_public_key(work.read_key(state.CERT_KEY), keys[1])
+    work = workdir.WorkDir(tmp_path)
+    work.write_key(workdir.CERT_KEY, keys[0], force=False)
+    assert work.write_key(workdir.CERT_KEY, keys[1], force=True) is True
+    assert work.path(workdir.CERT_KEY).read_bytes() == key_to_pem(keys[1])
+    assert same_public_key(work.read_key(workdir.CERT_KEY), keys[1])
     assert _temp_files(tmp_path) == []
 
 
 @pytest.mark.skipif(not POSIX, reason="POSIX file modes")
 def test_key_files_are_private(tmp_path, keys):
-    work = state.WorkDir(tmp_path)
-    work.write_key(state.ACCOUNT_KEY, keys[0], force=False)
-    assert _mode(work.path(state.ACCOUNT_KEY)) == 0o600
-    os.chmod(work.path(state.ACCOUNT_KEY), 0o644)  # a replaced key must not inherit a wider mode
-    work.write_key(state.ACCOUNT_KEY, keys[1], force=True)
-    assert _mode(work.path(state.ACCOUNT_KEY)) == 0o600
+    work = workdir.WorkDir(tmp_path)
+    work.write_key(workdir.ACCOUNT_KEY, keys[0], force=False)
+    assert _mode(work.path(workdir.ACCOUNT_KEY)) == 0o600
+    os.chmod(work.path(workdir.ACCOUNT_KEY), 0o644)  # a replaced key must not inherit a wider mode
+    work.write_key(workdir.ACCOUNT_KEY, keys[1], force=True)
+    assert _mode(work.path(workdir.ACCOUNT_KEY)) == 0o600
 
 
 @pytest.mark.skipif(not POSIX, reason="POSIX file modes")
@@ -243,26 +243,26 @@ def test_key_files_are_private(tmp_path, keys):
 def test_file_modes_independent_of_umask(tmp_path, keys, umask):
     old = os.umask(umask)
     try:
-        work = state.WorkDir(tmp_path)
-        work.write_key(state.CERT_KEY, keys[0], force=False)
-        work.write_json(state.ORDER, {"status": "pending"})
-        work.write_bytes(state.CERT, b"-----BEGIN CERTIFICATE-----\n")
+        work = workdir.WorkDir(tmp_path)
+        work.write_key(workdir.CERT_KEY, keys[0], force=False)
+        work.write_json(workdir.ORDER, {"status": "pending"})
+        work.write_bytes(workdir.CERT, b"-----BEGIN CERTIFICATE-----\n")
         work.write_bytes("secret.bin", b"x", private=True)
     finally:
         os.umask(old)
-    assert _mode(work.path(state.CERT_KEY)) == 0o600
+    assert _mode(work.path(workdir.CERT_KEY)) == 0o600
     assert _mode(work.path("secret.bin")) == 0o600
-    assert _mode(work.path(state.ORDER)) == 0o644
-    assert _mode(work.path(state.CERT)) == 0o644
+    assert _mode(work.path(workdir.ORDER)) == 0o644
+    assert _mode(work.path(workdir.CERT)) == 0o644
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path):
     target = tmp_path / "sub" / "file.json"
-    state.atomic_write(target, b"one")
-    state.atomic_write(target, b"two")
-    state.atomic_write(tmp_path / "sub" / "new.pem", b"new", replace=False)
+    workdir.atomic_write(target, b"one")
+    workdir.atomic_write(target, b"two")
+    workdir.atomic_write(tmp_path / "sub" / "new.pem", b"new", replace=False)
     with pytest.raises(UsageError):
-        state.atomic_write(target, b"three", replace=False)
+        workdir.atomic_write(target, b"three", replace=False)
     assert target.read_bytes() == b"two"
     assert sorted(p.name for p in target.parent.iterdir()) == ["file.json", "new.pem"]
 
@@ -274,27 +274,27 @@ def test_atomic_write_cleans_up_when_replace_fails(tmp_path, monkeypatch):
     def broken_replace(src, dst):
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(state.os, "replace", broken_replace)
+    monkeypatch.setattr(workdir.os, "replace", broken_replace)
     with pytest.raises(OSError):
-        state.atomic_write(target, b"new")
+        workdir.atomic_write(target, b"new")
     monkeypatch.undo()
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["file.json"]
 
 
 def test_write_bytes_no_replace_refuses(tmp_path):
-    work = state.WorkDir(tmp_path)
-    work.write_bytes(state.CSR, b"first", replace=False)
+    work = workdir.WorkDir(tmp_path)
+    work.write_bytes(workdir.CSR, b"first", replace=False)
     with pytest.raises(UsageError):
-        work.write_bytes(state.CSR, b"second", replace=False)
-    assert work.read_bytes(state.CSR) == b"first"
+        work.write_bytes(workdir.CSR, b"second", replace=False)
+    assert work.read_bytes(workdir.CSR) == b"first"
 
 
 def test_json_round_trip(tmp_path):
-    work = state.WorkDir(tmp_path)
-    work.write_json(state.ACCOUNT, {"url": "https://ca.example/acct/1", "n": [1, 2]})
-    assert work.read_json(state.ACCOUNT) == {"url": "https://ca.example/acct/1", "n": [1, 2]}
-    assert json.loads(work.path(state.ACCOUNT).read_text()) == {"url": "https://ca.example/acct/1", "n": [1, 2]}
+    work = workdir.WorkDir(tmp_path)
+    work.write_json(workdir.ACCOUNT, {"url": "https://ca.example/acct/1", "n": [1, 2]})
+    assert work.read_json(workdir.ACCOUNT) == {"url": "https://ca.example/acct/1", "n": [1, 2]}
+    assert json.loads(work.path(workdir.ACCOUNT).read_text()) == {"url": "https://ca.example/acct/1", "n": [1, 2]}
 
 
 @pytest.mark.parametrize(
@@ -308,7 +308,7 @@ def test_json_round_trip(tmp_path):
     ],
 )
 def test_missing_file_names_the_step(tmp_path, name, reader, step):
-    work = state.WorkDir(tmp_path)
+    work = workdir.WorkDir(tmp_path)
     with pytest.raises(UsageError) as info:
         getattr(work, reader)(name)
     assert step in str(info.value)
@@ -317,28 +317,28 @@ def test_missing_file_names_the_step(tmp_path, name, reader, step):
 
 def test_missing_csr_names_step_03(tmp_path):
     with pytest.raises(UsageError, match="03_create_csr.py"):
-        state.WorkDir(tmp_path).read_csr()
+        workdir.WorkDir(tmp_path).read_csr()
 
 
 def test_invalid_json_names_the_step(tmp_path):
-    work = state.WorkDir(tmp_path)
-    work.path(state.ORDER).write_text("{not json")
+    work = workdir.WorkDir(tmp_path)
+    work.path(workdir.ORDER).write_text("{not json")
     with pytest.raises(UsageError, match="05_new_order.py"):
-        work.read_json(state.ORDER)
+        work.read_json(workdir.ORDER)
 
 
 def test_session_cache_round_trip_and_directory_change(tmp_path):
-    work = state.WorkDir(tmp_path)
-    cache = state.SessionCache(work, "https://ca.example/dir")
+    work = workdir.WorkDir(tmp_path)
+    cache = workdir.SessionCache(work, "https://ca.example/dir")
     assert cache.nonce is None and cache.directory is None
     cache.remember_directory({"newNonce": "https://ca.example/nonce"})
     cache.remember_nonce("abc")
-    assert not work.exists(state.SESSION)  # written once, when the step ends (atexit)
+    assert not work.exists(workdir.SESSION)  # written once, when the step ends (atexit)
     cache.save()
-    again = state.SessionCache(work, "https://ca.example/dir")
+    again = workdir.SessionCache(work, "https://ca.example/dir")
     assert again.nonce == "abc"
     assert again.directory == {"newNonce": "https://ca.example/nonce"}
-    other = state.SessionCache(work, "https://other.example/dir")
+    other = workdir.SessionCache(work, "https://other.example/dir")
     assert other.nonce is None and other.directory is None
 
 
@@ -346,8 +346,8 @@ def test_session_cache_round_trip_and_directory_change(tmp_path):
     "[]", "{not json", '{"directory_url": "https://ca.example/dir", "directory": "x", "nonce": 5}',
 ])
 def test_damaged_session_cache_is_ignored(tmp_path, damaged):
-    (tmp_path / state.SESSION).write_text(damaged)
-    cache = state.SessionCache(state.WorkDir(tmp_path), "https://ca.example/dir")
+    (tmp_path / workdir.SESSION).write_text(damaged)
+    cache = workdir.SessionCache(workdir.WorkDir(tmp_path), "https://ca.example/dir")
     assert cache.directory is None and cache.nonce is None
 
 
@@ -416,14 +416,14 @@ def test_atomic_write_no_clobber_without_hard_links(tmp_path, monkeypatch):
         calls.append(dst)
         raise PermissionError(1, "Operation not permitted")
 
-    monkeypatch.setattr(state.os, "link", no_links)
+    monkeypatch.setattr(workdir.os, "link", no_links)
     target = tmp_path / "cert.key"
-    state.atomic_write(target, b"first", state.PRIVATE, replace=False)
+    workdir.atomic_write(target, b"first", workdir.PRIVATE, replace=False)
     assert calls, "os.link was not tried"
     assert target.read_bytes() == b"first"
     if POSIX:
         assert _mode(target) == 0o600
     with pytest.raises(UsageError, match="already exists"):
-        state.atomic_write(target, b"second", state.PRIVATE, replace=False)
+        workdir.atomic_write(target, b"second", workdir.PRIVATE, replace=False)
     assert target.read_bytes() == b"first"
     assert [p.name for p in tmp_path.iterdir()] == ["cert.key"]  # no temp file left behind

@@ -39,9 +39,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common.acme_servers import PROJECT_ROOT, local_ca_dir  # noqa: E402
 from common.keys import key_to_pem  # noqa: E402
-from common.servers import PROJECT_ROOT, local_ca_dir  # noqa: E402
-from common.state import PRIVATE, atomic_write  # noqa: E402
+from common.workdir import PRIVATE, atomic_write  # noqa: E402
 
 MIN_VERSION = (2, 10)
 BIN_DIR = PROJECT_ROOT / ".local-ca" / "bin"
