@@ -82,7 +82,7 @@ def _look_up(client):
     try:
         return rfc8555.find_account(client)
     except AcmeError as exc:
-        if not exc.type.endswith(":accountDoesNotExist"):
+        if not exc.is_type("accountDoesNotExist"):
             raise
     log.warning("warning: the CA no longer knows the account account.json records; registering the key again")
     return None
@@ -100,7 +100,7 @@ def _register(args, client, contacts, eab, tos):
     try:
         account_url, acct, created = rfc8555.new_account(client, contacts, agree_tos=True, eab=eab)
     except AcmeError as exc:  # the CA's refusal of a missing or wrong binding, explained
-        if exc.type.endswith(":externalAccountRequired"):
+        if exc.is_type("externalAccountRequired"):
             raise AcmeError(f"{exc} ({account.eab_missing(client.directory_url)})", exc.problem,
                             status=exc.status) from None
         if eab and exc.status == 403 and not exc.deactivated():

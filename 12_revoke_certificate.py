@@ -54,7 +54,7 @@ def main(args):
         rfc8555.revoke_certificate(client, cert.public_bytes(Encoding.DER), reason, cert_key=cert_key)
         log.info("Revoked.")
     except AcmeError as exc:
-        if not exc.type.endswith(":alreadyRevoked"):
+        if not exc.is_type("alreadyRevoked"):
             raise
         log.info("The CA says it was revoked already.")
 

@@ -7,6 +7,9 @@ import unicodedata
 from collections.abc import Callable
 from typing import Any
 
+# RFC 8555 §6.7: every ACME problem type is this prefix and a name.
+ACME_ERROR_PREFIX = "urn:ietf:params:acme:error:"
+
 # What to do about the problem types a step's user can fix (RFC 8555 §6.7).
 HINTS = {
     "accountDoesNotExist": "the CA does not know this account key (a restarted test CA?): run 04_new_account.py",
@@ -50,19 +53,26 @@ class AcmeError(Exception):
     def type(self) -> str:
         return _text(self.problem.get("type", ""))
 
+    def is_type(self, name: str) -> bool:
+        """Whether the CA sent the ACME problem type ``name``, e.g. ``"badNonce"`` (RFC 8555 §6.7).
+
+        Only the ACME namespace counts: a CA's own ``urn:example:badNonce`` is another problem.
+        """
+        return self.type == ACME_ERROR_PREFIX + name
+
     def deactivated(self) -> bool:
         """The CA's answer to a request from a deactivated account: 403 unauthorized, saying so (§7.3.6).
 
         Pebble says "Account has been deactivated", Boulder 'Account is not valid, has status "deactivated"'.
         """
         detail = str(self.problem.get("detail", "")).lower()
-        return self.status == 403 and self.type.endswith(":unauthorized") and "deactivated" in detail
+        return self.status == 403 and self.is_type("unauthorized") and "deactivated" in detail
 
     def hint(self) -> str | None:
         """What the user can do about this problem, when there is something."""
         if self.deactivated():
             return f"this account is deactivated, for good: {AFTER_DEACTIVATION}"
-        return HINTS.get(self.type.rsplit(":", 1)[-1])
+        return HINTS.get(self.type.removeprefix(ACME_ERROR_PREFIX))
 
     def lines(self) -> list[str]:
         """The message, the problem type and detail, then each subproblem (§6.7.1)."""

@@ -54,7 +54,7 @@ def key_owner(client: Client, key: PrivateKey) -> str | None:
         url, _ = rfc8555.find_account(client)
         return url
     except AcmeError as exc:
-        if exc.type.endswith(":accountDoesNotExist"):
+        if exc.is_type("accountDoesNotExist"):
             return None
         if exc.deactivated():
             raise UsageError("the new key belongs to a deactivated account at this CA: use another key") from None

@@ -35,7 +35,6 @@ log = logging.getLogger("acme")
 USER_AGENT = "acme-step-by-step/1.0 " + requests.utils.default_user_agent()
 JOSE_JSON = "application/jose+json"
 PEM_CHAIN = "application/pem-certificate-chain"
-BAD_NONCE = "urn:ietf:params:acme:error:badNonce"
 
 # A CA may reject any nonce as bad and the client must retry (§6.5); Pebble rejects a
 # configurable share on purpose. Bounded so a broken CA cannot keep us looping.
@@ -306,7 +305,7 @@ class Client:
             try:
                 return attempt()
             except AcmeError as exc:
-                if exc.type == BAD_NONCE:
+                if exc.is_type("badNonce"):
                     bad_nonces += 1
                     if bad_nonces > MAX_BAD_NONCE_RETRIES:
                         raise AcmeError(f"the CA rejected {bad_nonces} nonces in a row for {url}") from None

@@ -13,8 +13,8 @@ import shutil
 import sys
 
 import pytest
-from conftest import ROOT, STEPS, fails, plain_env, run_plain, unique
 from cryptography import x509
+from helpers import ROOT, STEPS, fails, plain_env, run_plain, unique
 from test_interactive import _run_on_terminal
 
 from common import account, acme_servers, jws, keys, revocation, rfc8555, rollover

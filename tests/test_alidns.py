@@ -22,8 +22,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, STEPS, fails, hostile_account
 from fake_alibaba import ACCESS_KEY_SECRET, ApiError, fake_alibaba  # noqa: F401
+from helpers import ROOT, STEPS, fails, hostile_account
 
 from common import dns_providers
 from common.dns_providers import AlidnsProvider, TxtRecord, longest_zone

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, STEPS, _ca, fails, hostile_account, plain_env, wait_for_line
+from helpers import ROOT, STEPS, fails, hostile_account, plain_env, start_ca, wait_for_line
 from hostile_ca import Reply
 from servers import Bind, _free_bind_address, new_tsig_secret, tsig_key_file
 
@@ -223,7 +223,7 @@ def resolver(bind, tmp_path_factory):
 @pytest.fixture(scope="module")
 def ca_resolver(tmp_path_factory, resolver):
     """Pebble validating DNS challenges through ``resolver``, so CNAMEs into another zone are followed."""
-    ca = _ca(tmp_path_factory, "resolver", {"PEBBLE_WFE_NONCEREJECT": "0"},
+    ca = start_ca(tmp_path_factory, "resolver", {"PEBBLE_WFE_NONCEREJECT": "0"},
              ["--pebble-dns", f"{resolver.address}:{resolver.port}"])
     yield ca
     ca.stop()

@@ -8,11 +8,11 @@ import subprocess
 import uuid
 
 import pytest
-from conftest import fails
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.verification import PolicyBuilder, Store
+from helpers import fails
 
 from common.jws import b64url, int_to_bytes
 

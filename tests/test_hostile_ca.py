@@ -18,7 +18,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, STEPS, fails, hostile_account, plain_env, unique, wait_for_line
+from helpers import ROOT, STEPS, fails, hostile_account, plain_env, unique, wait_for_line
 from hostile_ca import Reply
 
 NAME = unique("hostile")

@@ -34,7 +34,7 @@ import dns.query
 import dns.rdatatype
 import pytest
 import requests
-from conftest import ROOT, _ca, _free_port, fails, unique, wait_for_line
+from helpers import ROOT, fails, free_port, start_ca, unique, wait_for_line
 
 from common import errors, http01
 from common.errors import AcmeError, Interrupted, UsageError
@@ -54,7 +54,7 @@ KEY_AUTHZ = TOKEN + ".9jg46WB3rR_AHD-EBXdN7cBkH1WOu0tA3M9fm21mqTI"
 @pytest.fixture(scope="module")
 def ca_http(tmp_path_factory):
     """A Pebble for this module: its own http-01 port, and names that resolve to 127.0.0.1 only."""
-    ca = _ca(tmp_path_factory, "http", {})
+    ca = start_ca(tmp_path_factory, "http", {})
     try:
         ca.challtestsrv("/set-default-ipv6", {"ip": ""})
         yield ca
@@ -357,7 +357,7 @@ def test_a_token_that_is_not_base64url_touches_nothing(tmp_path, token):
     with http01.webroot(tmp_path) as site, pytest.raises(AcmeError, match="not base64url"):
         site.publish({TOKEN: KEY_AUTHZ, token: "x"})
     assert list(tmp_path.iterdir()) == []
-    with http01.standalone(_free_port(), "127.0.0.1") as server, pytest.raises(AcmeError, match="not base64url"):
+    with http01.standalone(free_port(), "127.0.0.1") as server, pytest.raises(AcmeError, match="not base64url"):
         server.publish({token: "x"})
 
 
@@ -380,7 +380,7 @@ def test_cleanup_runs_to_the_end_through_an_interruption():
 
 
 def test_standalone_answers_its_tokens_only():
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     with http01.standalone(port, "127.0.0.1") as server:
         server.publish({TOKEN: KEY_AUTHZ})
@@ -411,13 +411,13 @@ def test_standalone_refuses_a_port_in_use_and_a_foreign_address():
         port = busy.getsockname()[1]
         with pytest.raises(UsageError, match="another program"), http01.standalone(port, "127.0.0.1"):
             pass
-    with pytest.raises(UsageError, match="not an address of this machine"), http01.standalone(_free_port(),
+    with pytest.raises(UsageError, match="not an address of this machine"), http01.standalone(free_port(),
                                                                                                 "192.0.2.1"):
         pass
 
 
 def test_self_check_fetches_as_the_ca_does():
-    port = _free_port()
+    port = free_port()
     with http01.standalone(port, "127.0.0.1") as server:
         server.publish({TOKEN: KEY_AUTHZ})
         assert http01.self_check("localhost", TOKEN, KEY_AUTHZ, port=port) is True

@@ -17,8 +17,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import fails, unique
 from cryptography import x509
+from helpers import fails, unique
 
 from common import pkcs12
 

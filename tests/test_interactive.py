@@ -12,7 +12,7 @@ import sys
 import termios
 import time
 
-from conftest import ROOT, STEPS, _free_port
+from helpers import ROOT, STEPS, free_port
 
 
 def test_demo_runs_twice_from_scratch(tmp_path):
@@ -21,7 +21,7 @@ def test_demo_runs_twice_from_scratch(tmp_path):
     env.update({
         "ACME_LOCAL_CA_DIR": str(tmp_path / "ca"),
         "DEMO_WORK": str(tmp_path / "demo"),
-        **{f"LOCAL_CA_{p}_PORT": str(_free_port()) for p in ("ACME", "MANAGEMENT", "DNS", "CHALLTESTSRV")},
+        **{f"LOCAL_CA_{p}_PORT": str(free_port()) for p in ("ACME", "MANAGEMENT", "DNS", "CHALLTESTSRV")},
     })
     try:
         outputs = [subprocess.run(["bash", str(ROOT / "demo.sh")], env=env, capture_output=True, text=True,
@@ -118,7 +118,7 @@ def _challenges_answered(log) -> list[str]:
 def test_manual_provider_prints_records_and_waits_for_enter(ca_bind, bind, work):
     """A person at a terminal: the step shows the records, the person creates them (in BIND, their DNS
     host's console here) and presses Enter; the step checks BIND, then the CA validates against it."""
-    base = f"manual{_free_port()}.example.test"
+    base = f"manual{free_port()}.example.test"
     _manual_order(ca_bind, work, base, f"*.{base}")
     term = _manual_06(ca_bind, bind, work)
     records = _shown_records(term.expect("Press Enter"))
@@ -136,7 +136,7 @@ def test_manual_provider_prints_records_and_waits_for_enter(ca_bind, bind, work)
 def test_manual_provider_without_a_terminal_exits_2_before_showing_records(ca, work, tmp_path):
     ca.ok(1, work)
     ca.ok(2, work)
-    ca.ok(3, work, "-d", f"noterm{_free_port()}.example.org")
+    ca.ok(3, work, "-d", f"noterm{free_port()}.example.org")
     ca.ok(4, work, "--server", "pebble", "--agree-tos")
     ca.ok(5, work)
     log = tmp_path / "requests.log"
@@ -150,7 +150,7 @@ def test_manual_provider_without_a_terminal_exits_2_before_showing_records(ca, w
 def test_manual_provider_catches_a_typo_before_the_ca_looks(ca_bind, bind, work, tmp_path):
     """The person publishes a value with one character wrong: the propagation check never sees the
     right one, and the step stops without answering the challenge (which would fail it for good)."""
-    base = f"typo{_free_port()}.example.test"
+    base = f"typo{free_port()}.example.test"
     _manual_order(ca_bind, work, base)
     log = tmp_path / "requests.log"
     term = _manual_06(ca_bind, bind, work, "--propagation-timeout", "3", env={"ACME_REQUEST_LOG": str(log)})
@@ -166,7 +166,7 @@ def test_manual_provider_catches_a_typo_before_the_ca_looks(ca_bind, bind, work,
 
 
 def test_ctrl_c_at_the_manual_prompt_says_what_may_be_left(ca_bind, bind, work):
-    _manual_order(ca_bind, work, f"ctrlc{_free_port()}.example.test")
+    _manual_order(ca_bind, work, f"ctrlc{free_port()}.example.test")
     term = _manual_06(ca_bind, bind, work)
     term.expect("Press Enter")
     # A person reads the prompt first. Typed at once, Ctrl-C may land between the prompt's write and
@@ -195,7 +195,7 @@ def _run_on_terminal(command: list[str], env: dict[str, str], answers: list[str]
 
 
 def test_pfx_password_asked_twice_at_a_prompt(ca, work):
-    ca.issue(work, [f"prompt{_free_port()}.example.org"])
+    ca.issue(work, [f"prompt{free_port()}.example.org"])
     command = [sys.executable, str(ROOT / STEPS[9]), "--dir", str(work)]
     status, screen = _run_on_terminal(command, ca.step_env(), ["typed-secret", "typed-secret"])
     assert status == 0, screen
@@ -207,7 +207,7 @@ def test_pfx_password_asked_twice_at_a_prompt(ca, work):
 
 
 def test_pfx_passwords_that_differ_exit_2(ca, work):
-    ca.issue(work, [f"differ{_free_port()}.example.org"])
+    ca.issue(work, [f"differ{free_port()}.example.org"])
     command = [sys.executable, str(ROOT / STEPS[9]), "--dir", str(work)]
     status, screen = _run_on_terminal(command, ca.step_env(), ["one-password", "another-one"])
     assert status == 2 and "differ" in screen and "Traceback" not in screen

@@ -12,11 +12,11 @@ import os
 import subprocess
 
 import pytest
-from conftest import ROOT, fails, hostile_account, unique
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from helpers import ROOT, fails, hostile_account, unique
 
 from common import certs, renewal
 

@@ -13,9 +13,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, STEPS, fails, plain_env, run_plain, unique
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
+from helpers import ROOT, STEPS, fails, plain_env, run_plain, unique
 
 CHALLTESTSRV = ["--provider", "challtestsrv"]
 

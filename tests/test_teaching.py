@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, STEPS, fails, plain_env, run_plain, unique
+from helpers import ROOT, STEPS, fails, plain_env, run_plain, unique
 
 
 @pytest.mark.parametrize("step", [1, 5, 6, 9])

@@ -1,0 +1,207 @@
+"""What the tests share: the local CA as a test sees it, and running the steps as a user would.
+
+Imported by test modules and by conftest.py (which holds only fixtures), so no test imports conftest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL_CA = ROOT / "tools" / "local_ca.py"
+STEPS = {
+    1: "01_create_account_key.py",
+    2: "02_create_cert_key.py",
+    3: "03_create_csr.py",
+    4: "04_new_account.py",
+    5: "05_new_order.py",
+    6: "06_dns_challenge.py",
+    7: "07_finalize.py",
+    8: "08_get_certificate.py",
+    9: "09_export_pkcs12.py",
+    10: "10_account_info.py",
+    11: "11_renewal_info.py",
+    12: "12_revoke_certificate.py",
+    13: "13_change_account_key.py",
+    14: "14_deactivate_account.py",
+}
+
+
+@dataclass
+class LocalCA:
+    """One running Pebble + challtestsrv pair, and how to run the steps against it."""
+
+    state_dir: Path
+    ports: dict[str, int]
+    env: dict[str, str] = field(default_factory=dict)
+    options: list[str] = field(default_factory=list)  # more tools/local_ca.py options, e.g. --pebble-dns
+    eab: tuple[str, str] | None = None  # (key id, base64url HMAC key) when started with --eab
+
+    def start(self) -> None:
+        args = [f"--{name.replace('_', '-')}={port}" for name, port in self.ports.items()] + self.options
+        subprocess.run([sys.executable, str(LOCAL_CA), "start", "--state-dir", str(self.state_dir), *args],
+                       env={**os.environ, **self.env}, check=True)
+
+    def stop(self) -> None:
+        subprocess.run([sys.executable, str(LOCAL_CA), "stop", "--state-dir", str(self.state_dir)], check=False)
+
+    @property
+    def state(self) -> dict:
+        return json.loads((self.state_dir / "state.json").read_text())
+
+    def step_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ACME_")}
+        return {**env, "ACME_LOCAL_CA_DIR": str(self.state_dir), "PYTHONUTF8": "1", **(extra or {})}
+
+    def run(self, step: int, work: Path, *args: str, env: dict[str, str] | None = None,
+            input: str | None = None) -> subprocess.CompletedProcess:
+        """Run one numbered step as a user would; returns the finished process (never raises)."""
+        command = [sys.executable, str(ROOT / STEPS[step]), "--dir", str(work), *args]
+        return subprocess.run(command, capture_output=True, text=True, env=self.step_env(env), input=input,
+                              timeout=240, cwd=work.parent)
+
+    def ok(self, step: int, work: Path, *args: str, **kw) -> subprocess.CompletedProcess:
+        result = self.run(step, work, *args, **kw)
+        assert result.returncode == 0, f"{STEPS[step]} {args} failed:\n{result.stdout}\n{result.stderr}"
+        assert "Traceback" not in result.stderr
+        return result
+
+    def challtestsrv(self, path: str, body: dict) -> None:
+        requests.post(self.state["challtestsrv_url"] + path, json=body, timeout=5).raise_for_status()
+
+    def txt(self, name: str) -> list[str]:
+        """The TXT values challtestsrv's DNS serves for ``name`` right now (what Pebble would see)."""
+        import dns.message
+        import dns.query
+        import dns.rdatatype
+
+        host, port = self.state["dns_server"].rsplit(":", 1)
+        reply = dns.query.udp(dns.message.make_query(name, dns.rdatatype.TXT), host, port=int(port), timeout=5)
+        return [b"".join(r.strings).decode() for rrset in reply.answer for r in rrset]
+
+    def management(self, path: str, json_body: dict | None = None) -> requests.Response:
+        """GET (or POST ``json_body`` to) Pebble's management API, e.g. /roots/0, /set-renewal-info/."""
+        url, verify = self.state["management_url"] + path, self.state["ca_bundle"]
+        resp = (requests.post(url, json=json_body, verify=verify, timeout=5) if json_body is not None
+                else requests.get(url, verify=verify, timeout=5))
+        resp.raise_for_status()
+        return resp
+
+    def issue(self, work: Path, names: list[str], *, v: bool = False, key_type: str = "ec256",
+              env: dict[str, str] | None = None) -> list[subprocess.CompletedProcess]:
+        """Steps 01 to 08 for ``names``; returns each step's finished process."""
+        verbose = ["-v"] if v else []
+        domains = [a for n in names for a in ("-d", n)]
+        runs = [
+            self.ok(1, work, "--key-type", key_type, *verbose),
+            self.ok(2, work, *verbose),
+            self.ok(3, work, *domains, *verbose),
+            self.ok(4, work, "--server", "pebble", "--agree-tos", "--email", "test@example.com", *verbose, env=env),
+        ]
+        runs += self.order(work, v=v, env=env)
+        return runs
+
+    def finish(self, work: Path, names: list[str]) -> None:
+        """Steps 07 and 08 after a successful 06; the certificate must be for exactly ``names``."""
+        from cryptography import x509
+
+        self.ok(7, work)
+        self.ok(8, work)
+        leaf = x509.load_pem_x509_certificate((work / "cert.pem").read_bytes())
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert sorted(san.get_values_for_type(x509.DNSName)) == sorted(names)
+
+    def order(self, work: Path, *, v: bool = False, env: dict[str, str] | None = None
+              ) -> list[subprocess.CompletedProcess]:
+        """Steps 05 to 08 on an existing account and CSR."""
+        verbose = ["-v"] if v else []
+        return [
+            self.ok(5, work, *verbose, env=env),
+            self.ok(6, work, "--provider", "challtestsrv", "--challtestsrv-url", self.state["challtestsrv_url"],
+                    *verbose, env=env),
+            self.ok(7, work, *verbose, env=env),
+            self.ok(8, work, *verbose, env=env),
+        ]
+
+
+def free_port() -> int:
+    """A port nothing listens on now, so parallel test runs and a running demo never collide."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_ca(tmp_path_factory: pytest.TempPathFactory, name: str, env: dict[str, str],
+        options: list[str] | None = None) -> LocalCA:
+    ports = {p: free_port() for p in ("acme_port", "management_port", "dns_port", "challtestsrv_port",
+                                       "http_port", "tls_port")}
+    ca = LocalCA(tmp_path_factory.mktemp(f"ca-{name}"), ports, env, options or [])
+    ca.start()
+    return ca
+
+
+def unique(label: str) -> str:
+    """A name no earlier order used, so Pebble cannot reuse an authorization unless told to."""
+    return f"{label}.t{uuid.uuid4().hex[:10]}.example.com"
+
+
+def fails(result: subprocess.CompletedProcess, status: int, *words: str, one_line: bool = True) -> None:
+    """The step ended with ``status``, no traceback, and an error naming every one of ``words``."""
+    shown = f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert result.returncode == status, shown
+    assert "Traceback" not in result.stderr, shown
+    for word in words:
+        assert word in result.stderr, f"{word!r} not in stderr\n{shown}"
+    if one_line:
+        assert len(result.stderr.strip().splitlines()) == 1, shown
+
+
+def plain_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment LocalCA.step_env gives, minus the local CA: for steps that need none."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACME_")}
+    return {**env, "PYTHONUTF8": "1", **(extra or {})}
+
+
+def run_plain(step: int, *args: str, env: dict[str, str], cwd, stdin=None, new_session: bool = False
+              ) -> subprocess.CompletedProcess:
+    """Run a step exactly as given (no --dir added), for what LocalCA.run cannot express."""
+    return subprocess.run([sys.executable, str(ROOT / STEPS[step]), *args], capture_output=True, text=True,
+                          env=env, cwd=cwd, stdin=stdin, start_new_session=new_session, timeout=120)
+
+
+def wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 60) -> str:
+    """Read a running step's stdout up to the first line holding ``text``; returns what was read.
+
+    Steps log line by line (logging flushes each record), so this follows them as they go.
+    """
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        seen += line
+        if text in line:
+            return seen
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise AssertionError(f"{text!r} never appeared:\n{seen}\n{proc.stderr.read()}")
+
+
+def hostile_account(hostile, work: Path, names: list[str] | tuple[str, ...] = ()) -> None:
+    """Steps 01, 02, 03 (when ``names`` are given) and 04 on the scripted CA of tests/hostile_ca.py."""
+    domains = [arg for name in names for arg in ("-d", name)]
+    for step, args in ((1, []), (2, ["--key-type", "ec256"]), *([(3, domains)] if names else []),
+                       (4, ["--server", hostile.directory_url, "--ca-bundle", hostile.ca_bundle, "--agree-tos"])):
+        result = run_plain(step, "--dir", str(work), *args, env=plain_env(), cwd=work.parent)
+        assert result.returncode == 0, result.stderr
