@@ -135,10 +135,10 @@ class LocalCA:
         ]
 
 
-def free_port() -> int:
+def free_port(address: str = "127.0.0.1") -> int:
     """A port nothing listens on now, so parallel test runs and a running demo never collide."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((address, 0))
         return sock.getsockname()[1]
 
 

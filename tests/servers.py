@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
+from helpers import free_port
 
 ZONES = ("example.test", "example.com.cn", "acme-delegate.test")
 KEY_NAME = "acme-update-key"  # what the code under test signs with: TXT and CNAME only
@@ -371,12 +372,12 @@ class Nginx:
 
     def serve_webroot(self, webroot: Path, *, port: int | None = None, address: str = "127.0.0.1") -> Site:
         """Serve ``webroot`` over plain HTTP (files as they are, e.g. http-01 key authorizations)."""
-        return self.add(Site(port or _free_port(address), address, webroot=webroot))
+        return self.add(Site(port or free_port(address), address, webroot=webroot))
 
     def serve_tls(self, cert: Path, key: Path, *, port: int | None = None, server_names: tuple[str, ...] = (),
                   address: str = "127.0.0.1") -> Site:
         """Serve TLS with ``cert`` (leaf, then the chain nginx should send) and ``key``."""
-        return self.add(Site(port or _free_port(address), address, cert=cert, key=key, server_names=server_names))
+        return self.add(Site(port or free_port(address), address, cert=cert, key=key, server_names=server_names))
 
     def add(self, site: Site) -> Site:
         self.sites.append(site)
@@ -476,12 +477,6 @@ def _terminate(process: subprocess.Popen | None) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-def _free_port(address: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((address, 0))
-        return sock.getsockname()[1]
 
 
 def _listening(site: Site) -> bool:

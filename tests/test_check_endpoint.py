@@ -14,12 +14,11 @@ import time
 import uuid
 
 import pytest
-import servers
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from helpers import ROOT
+from helpers import ROOT, free_port
 
 from common import served_chain
 from common.errors import UsageError
@@ -143,7 +142,7 @@ def test_name_not_covered(issued, sites):
 
 def test_nothing_listening(issued):
     work, name, _ = issued
-    port = servers.free_port()
+    port = free_port()
     lines = fails(check(work, f"127.0.0.1:{port}", "--servername", name), 1,
                   f"127.0.0.1:{port}: connection refused")
     assert len(lines) == 1
