@@ -87,8 +87,12 @@ def requests_made(log: Path) -> str:
 
 
 def answered_challenges(log: Path) -> list[str]:
-    """The challenge URLs step 06 POSTed to, from ACME_REQUEST_LOG (Pebble's are /chalZ/...)."""
-    return [line for line in requests_made(log).splitlines() if "/chal" in line and line.startswith("POST")]
+    """The challenge URLs step 06 POSTed to, from ACME_REQUEST_LOG (Pebble's are /chalZ/...).
+
+    Each once: a POST that Pebble refused with badNonce (5% of them) is sent again, and logged again.
+    """
+    posts = [line.split() for line in requests_made(log).splitlines() if line.startswith("POST")]
+    return list(dict.fromkeys(url for _, url, _status in posts if "/chal" in url))
 
 
 STARTED: list[subprocess.Popen] = []  # steps running in the background; killed after each test
