@@ -14,8 +14,6 @@ MAX_NAME_LENGTH = 253  # characters in a name without its trailing dot (RFC 1035
 
 # Letters, digits and hyphens (LDH), 1 to 63 characters, no hyphen at either end.
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-# A host name to connect to may hold "_" too: it appears in real host names, CAs aside.
-_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 
 
 def to_ascii(name: str) -> str:
@@ -34,9 +32,9 @@ def to_unicode(name: str) -> str:
         return name
 
 
-def _well_formed(name: str, label: re.Pattern[str]) -> bool:
-    """Not too long, and every label matches ``label``."""
-    return len(name) <= MAX_NAME_LENGTH and all(label.match(part) for part in name.split("."))
+def _well_formed(name: str) -> bool:
+    """Not too long, and every label LDH."""
+    return len(name) <= MAX_NAME_LENGTH and all(_LABEL.match(label) for label in name.split("."))
 
 
 def normalize_name(raw: str) -> str:
@@ -65,7 +63,7 @@ def normalize_name(raw: str) -> str:
     labels = base.split(".")
     if len(labels) < 2:
         raise UsageError(f"invalid name {raw!r}: a public CA needs a full domain name such as example.com")
-    if not _well_formed(base, _LABEL):
+    if not _well_formed(base):
         raise UsageError(f"invalid name {raw!r}: use letters, digits and hyphens, labels of 1-63 characters")
     if labels[-1].isdigit():  # 192.0.2.1 is an IP address: dns identifiers cannot hold one (RFC 8738)
         raise UsageError(f"invalid name {raw!r}: an IP address is not a DNS name")
@@ -75,14 +73,14 @@ def normalize_name(raw: str) -> str:
 def host_name(raw: str, shown: str | None = None) -> str:
     """A DNS host name to connect to, as A-labels in lower case, or UsageError naming ``shown`` (else ``raw``).
 
-    Laxer than :func:`normalize_name`: ``localhost`` and ``_`` are fine here, a CA's rules aside.
+    The same label rules as :func:`normalize_name`, but a single label (``localhost``) is fine here.
     """
     name = raw.strip().lower().removesuffix(".")
     try:
         name = to_ascii(name) if name else name
     except idna.IDNAError as exc:
         raise UsageError(f"{shown or raw!r} is not a valid host name: {exc}") from None
-    if not name or not _well_formed(name, _HOST_LABEL):
+    if not name or not _well_formed(name):
         raise UsageError(f"{shown or raw!r} is not a valid host name: use letters, digits and hyphens")
     return name
 
