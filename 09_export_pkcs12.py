@@ -47,7 +47,7 @@ def main(args):
 
     script_path = work.write_bytes(iis.SCRIPT, iis.script_bytes(script))
     log.info("Wrote %s for %s", script_path, names.describe_names(dns_names))
-    log.info("  certificate thumbprint (SHA-1, as Windows shows it): %s", iis.thumbprint(leaf))
+    log.info("  certificate thumbprint (SHA-1, as Windows shows it): %s", certs.fingerprint(leaf, "sha1", separator=""))
     log.info("Next: copy %s and %s to one folder on the Windows server and run, as Administrator:",
              workdir.PFX, iis.SCRIPT)
     log.info("  powershell -ExecutionPolicy Bypass -File .\\%s", iis.SCRIPT)

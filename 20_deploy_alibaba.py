@@ -18,7 +18,7 @@ Reads:  cert.pem, chain.pem, cert.key
 Writes: nothing locally; the certificate in CAS and the CDN / API Gateway HTTPS settings
 """
 
-from common import alibaba_deploy, cli
+from common import alibaba_deploy, certs, cli
 from common.cli import log
 
 
@@ -26,7 +26,7 @@ def main(args):
     api = alibaba_deploy.connect(args)
     bundle = alibaba_deploy.read_bundle(cli.work_dir(args))
     name = alibaba_deploy.certificate_name(bundle, args.cert_name)
-    about = bundle.describe()
+    about = certs.summary(bundle.leaf)
 
     # CAS first: CDN refers to the certificate by its CertId there.
     cert_id, known_as = alibaba_deploy.upload_once(api, bundle, name)

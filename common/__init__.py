@@ -13,15 +13,16 @@ The protocol (RFC 8555):
 - ``errors``       the ways a step ends early: bad input, the CA said no, a timeout, a signal
 
 Proving names (step 06):
-- ``dns_providers`` where TXT records go: challtestsrv, manual, rfc2136, exec, alidns
+- ``dns_providers`` where TXT records go: challtestsrv, manual, rfc2136, exec, alidns (the provider classes)
+- ``alidns``        Alibaba Cloud DNS's actions and the account's zones, for the alidns provider
 - ``dns_records``   the records of an order: computed, listed in dns-records.json, published, removed
 - ``dns_lookup``    CNAMEs, zones, authoritative servers, the propagation check (dnspython)
 - ``http01``        the http-01 webroot and standalone server
 
 Keys, certificates and the account:
 - ``keys``         generating, loading and saving keys
-- ``names``        domain-name checks and IDN conversion
-- ``certs``        the CSR, the issued chain and its checks, fingerprints, the ARI certID
+- ``names``        domain-name and host-name checks, IDN conversion both ways
+- ``certs``        the CSR, the issued chain and its checks, fingerprints, one-line summaries, the ARI certID
 - ``account``      account.json's record, External Account Binding, deactivation
 - ``rollover``     a key change that survives interruption (step 13)
 - ``revocation``   revocation reasons and who may revoke (step 12)
@@ -32,6 +33,7 @@ Keys, certificates and the account:
 
 Putting it to work:
 - ``alibaba``        the Alibaba Cloud V3 (ACS3-HMAC-SHA256) request signer; copy it alone
+- ``alibaba_api``    calling Alibaba Cloud APIs: endpoints, error hints, paging (for alidns and step 20)
 - ``alibaba_deploy`` CAS, CDN and API Gateway calls (step 20)
 - ``served_chain``   the chain a TLS server sends, checked against the work dir (step 21, pyOpenSSL)
 

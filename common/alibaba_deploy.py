@@ -1,7 +1,8 @@
 """Putting the certificate to work on Alibaba Cloud (step 20): CAS, then CDN and API Gateway.
 
 One function per API action, each naming the API and its version. Requests are signed by
-:mod:`common.alibaba` (ACS3-HMAC-SHA256); credentials come from the environment only.
+:mod:`common.alibaba` (ACS3-HMAC-SHA256); endpoints, error hints and paging are
+:mod:`common.alibaba_api`'s, shared with Alidns; credentials come from the environment only.
 
   CAS  (Certificate Management Service, 2020-04-07)  ListUserCertificateOrder, UploadUserCertificate
   CDN  (2018-05-10)                                   SetCdnDomainSSLCertificate with CertType=cas
@@ -13,7 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import hashlib
 import logging
 import re
 from collections.abc import Iterator
@@ -24,7 +24,7 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from . import alibaba, certs, workdir
+from . import alibaba, alibaba_api, certs, workdir
 from .errors import AcmeError, UsageError
 from .keys import PrivateKey, same_public_key
 
@@ -45,22 +45,8 @@ CAS_NAME_LIMIT = 63  # characters in an UploadUserCertificate Name
 CAS_PAGE_SIZE = 50
 CAS_MAX_PAGES = 20  # 1,000 uploaded certificates under one name is plenty
 
-# What to do about the errors a user can fix, by Alibaba's error code.
-HINTS = {
-    "InvalidAccessKeyId.NotFound": f"Alibaba does not know this AccessKey: check {alibaba.ENV_ACCESS_KEY_ID}",
-    "InvalidAccessKeyId.Inactive": "this AccessKey is disabled: enable it in the RAM console or use another",
-    "SignatureDoesNotMatch": f"check {alibaba.ENV_ACCESS_KEY_SECRET}: it does not belong to the AccessKey",
-    "InvalidSecurityToken.Expired": f"the STS token expired: get a new one into {alibaba.ENV_SECURITY_TOKEN}",
-    "InvalidSecurityToken.MismatchWithAccessKey": f"{alibaba.ENV_SECURITY_TOKEN} belongs to another AccessKey",
-    "Forbidden.RAM": "the RAM user may not call this action: attach the policy shown in the README",
-    "NoPermission": "the RAM user may not call this action: attach the policy shown in the README",
-    "InvalidDomain.NotFound": "no CDN domain of that name in this account: check --cdn-domain",
-    "Abs.CertRegion.ValueNotSupported": "use --cert-region cn-hangzhou (China) or ap-southeast-1 (international)",
-}
-
-
 class AlibabaDeployError(AcmeError):
-    """Alibaba Cloud (or the network to it) said no: exit status 1, one or more lines to show."""
+    """Some targets failed: exit status 1, the lines of each target's error (see :class:`Failures`)."""
 
     def __init__(self, lines: list[str]) -> None:
         super().__init__(lines[0])
@@ -92,22 +78,9 @@ class Bundle:
                                       serialization.NoEncryption()).decode("ascii")
 
     @property
-    def sha256(self) -> str:
-        """The leaf's SHA-256 fingerprint, upper-case hex as CAS shows it (``Sha2``)."""
-        return hashlib.sha256(self.leaf.public_bytes(serialization.Encoding.DER)).hexdigest().upper()
-
-    @property
-    def sha1(self) -> str:
-        """The leaf's SHA-1 fingerprint, as CAS's ``Fingerprint`` field holds it."""
-        return hashlib.sha1(self.leaf.public_bytes(serialization.Encoding.DER)).hexdigest().upper()  # noqa: S324
-
-    @property
     def first_name(self) -> str:
         names = certs.san_names(self.leaf)
         return names[0] if names else self.leaf.subject.rfc4514_string()
-
-    def describe(self) -> str:
-        return f"serial {self.leaf.serial_number:x}, expires {self.leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
 
 
 def read_bundle(work: workdir.WorkDir) -> Bundle:
@@ -133,7 +106,7 @@ def certificate_name(bundle: Bundle, override: str | None = None) -> str:
         if not override.strip() or len(override) > CAS_NAME_LIMIT:
             raise UsageError(f"--cert-name must have 1 to {CAS_NAME_LIMIT} characters, not {len(override)}")
         return override
-    suffix = f"-{bundle.leaf.not_valid_after_utc:%Y%m%d}-{bundle.sha256[:6].lower()}"
+    suffix = f"-{bundle.leaf.not_valid_after_utc:%Y%m%d}-{certs.fingerprint(bundle.leaf, separator='')[:6].lower()}"
     base = re.sub(r"[^A-Za-z0-9.-]", "-", bundle.first_name.replace("*", "wildcard"))
     return base[:CAS_NAME_LIMIT - len(suffix)] + suffix
 
@@ -167,15 +140,10 @@ class Api:
     session: requests.Session
 
     def call(self, service: str, action: str, version: str, params: dict[str, Any], about: str = "") -> dict[str, Any]:
-        """One action; Alibaba's refusal becomes an AcmeError (exit status 1) with its code, message and a hint."""
-        try:
-            return alibaba.call(self.endpoints[service], action, version, params, self.credentials,
-                                session=self.session)
-        except alibaba.AlibabaError as exc:
-            hint = HINTS.get(exc.code)
-            where = f" for {about}" if about else ""
-            lines = [f"{SERVICE_NAMES[service]} {action}{where} failed: {exc}"]
-            raise AlibabaDeployError(lines + ([f"  ({hint})"] if hint else [])) from None
+        """One action; Alibaba's refusal becomes an AlibabaApiError (exit status 1): its code, message and a hint."""
+        where = f" for {about}" if about else ""
+        return alibaba_api.call(self.endpoints[service], action, version, params, self.credentials,
+                                session=self.session, what=f"{SERVICE_NAMES[service]} {action}{where}")
 
 
 def connect(args: argparse.Namespace) -> Api:
@@ -191,11 +159,7 @@ def connect(args: argparse.Namespace) -> Api:
     if args.region:
         endpoints["apigateway"] = f"https://apigateway.{args.region}.aliyuncs.com"
     endpoints.update(parse_endpoint_overrides(args.endpoint_override))
-    try:
-        credentials = alibaba.credentials_from_env()
-    except alibaba.MissingCredentialsError as exc:
-        raise UsageError(str(exc)) from None
-    return Api(credentials, endpoints, requests.Session())
+    return Api(alibaba_api.credentials(), endpoints, requests.Session())
 
 
 def parse_endpoint_overrides(values: list[str]) -> dict[str, str]:
@@ -205,9 +169,10 @@ def parse_endpoint_overrides(values: list[str]) -> dict[str, str]:
         service, _, url = value.partition("=")
         if service not in SERVICE_NAMES:
             raise UsageError(f"--endpoint-override {value!r}: the service must be one of {', '.join(SERVICE_NAMES)}")
-        if not re.fullmatch(r"https://[^\s/?#]+(/[^\s?#]*)?", url):
+        endpoint = alibaba_api.endpoint_url(url)
+        if endpoint is None:
             raise UsageError(f"--endpoint-override {value!r}: the URL must start with https://")
-        out[service] = url.rstrip("/")
+        out[service] = endpoint
     return out
 
 
@@ -235,15 +200,14 @@ def upload_user_certificate(api: Api, name: str, bundle: Bundle) -> int:
 def find_uploaded(api: Api, bundle: Bundle) -> dict[str, Any] | None:
     """The CAS entry of this very certificate (same SHA-256, or SHA-1 where Sha2 is missing), if uploaded."""
     keyword = bundle.first_name.removeprefix("*.")
-    for page in range(1, CAS_MAX_PAGES + 1):
-        answer = list_user_certificate_order(api, keyword, page)
-        entries = answer.get("CertificateOrderList") or []
-        for entry in entries:
-            sha2, sha1 = str(entry.get("Sha2") or "").upper(), str(entry.get("Fingerprint") or "").upper()
-            if sha2 == bundle.sha256 or (not sha2 and sha1 == bundle.sha1):
-                return entry
-        if not entries or page * CAS_PAGE_SIZE >= int(answer.get("TotalCount") or 0):
-            return None
+    # CAS shows both fingerprints as upper-case hex: Sha2 (SHA-256) and Fingerprint (SHA-1).
+    sha256, sha1 = (certs.fingerprint(bundle.leaf, algorithm, separator="") for algorithm in ("sha256", "sha1"))
+    entries = alibaba_api.paged(lambda page: list_user_certificate_order(api, keyword, page),
+                                ("CertificateOrderList",), CAS_PAGE_SIZE, CAS_MAX_PAGES)
+    for entry in entries:
+        entry_sha2, entry_sha1 = str(entry.get("Sha2") or "").upper(), str(entry.get("Fingerprint") or "").upper()
+        if entry_sha2 == sha256 or (not entry_sha2 and entry_sha1 == sha1):
+            return entry
     return None
 
 

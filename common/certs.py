@@ -1,4 +1,8 @@
-"""The CSR that asks for a certificate and the checks on the certificate that comes back."""
+"""The CSR that asks for a certificate, the checks on the certificate that comes back, and how to name one.
+
+Naming a certificate: its fingerprints (SHA-256, and the SHA-1 "thumbprint" Windows and CAS use),
+its ARI certID, a one-line summary and a field-by-field description.
+"""
 
 from __future__ import annotations
 
@@ -52,11 +56,21 @@ def load_csr(pem: bytes, source: str) -> x509.CertificateSigningRequest:
 
 def san_names(item: x509.CertificateSigningRequest | x509.Certificate) -> list[str]:
     """The DNS names in a CSR's or certificate's subjectAltName, in order."""
+    san = _san(item)
+    return san.get_values_for_type(x509.DNSName) if san else []
+
+
+def ip_sans(item: x509.CertificateSigningRequest | x509.Certificate) -> list[str]:
+    """The IP addresses in a CSR's or certificate's subjectAltName, in order, as text."""
+    san = _san(item)
+    return [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] if san else []
+
+
+def _san(item: x509.CertificateSigningRequest | x509.Certificate) -> x509.SubjectAlternativeName | None:
     try:
-        san = item.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        return item.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
-        return []
-    return san.get_values_for_type(x509.DNSName)
+        return None
 
 
 def csr_der(csr: x509.CertificateSigningRequest) -> bytes:
@@ -136,9 +150,18 @@ def _is_ca(cert: x509.Certificate) -> bool:
         return False
 
 
-def fingerprint(cert: x509.Certificate) -> str:
-    """The SHA-256 fingerprint as browsers and openssl show it: AB:CD:..."""
-    return cert.fingerprint(hashes.SHA256()).hex(":").upper()
+FINGERPRINT_HASHES = {"sha256": hashes.SHA256, "sha1": hashes.SHA1}
+
+
+def fingerprint(cert: x509.Certificate, algorithm: str = "sha256", separator: str = ":") -> str:
+    """The certificate's fingerprint: the hash of its DER in upper-case hex, bytes joined by ``separator``.
+
+    The default, SHA-256 as AB:CD:..., is what browsers and openssl show. Others name a
+    certificate by another form of it: Windows by its "thumbprint", ``fingerprint(cert, "sha1", "")``;
+    Alibaba's CAS by ``Sha2``, ``fingerprint(cert, separator="")``, and ``Fingerprint`` (SHA-1, no separator).
+    """
+    digest = cert.fingerprint(FINGERPRINT_HASHES[algorithm]())
+    return (digest.hex(separator) if separator else digest.hex()).upper()
 
 
 def ari_cert_id(cert: x509.Certificate) -> str:
@@ -174,6 +197,18 @@ def describe_csr(csr: x509.CertificateSigningRequest) -> list[str]:
         f"signature: {csr.signature_hash_algorithm.name if csr.signature_hash_algorithm else '?'} by that key "
         "(proves possession, RFC 2986)",
     ]
+
+
+def summary(cert: x509.Certificate, now: datetime.datetime | None = None) -> str:
+    """'serial 4f1c..., expires 2027-02-25 13:40 UTC', and with ``now`` ' (89 days left)' or ' (EXPIRED)'.
+
+    How a step names one certificate in a line of output.
+    """
+    expires = cert.not_valid_after_utc
+    text = f"serial {cert.serial_number:x}, expires {expires:%Y-%m-%d %H:%M} UTC"
+    if now is None:
+        return text
+    return f"{text} ({(expires - now).days} days left)" if expires > now else f"{text} (EXPIRED)"
 
 
 def describe_certificate(cert: x509.Certificate) -> list[str]:

@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("acme")
 
 EXIT_OK, EXIT_CA, EXIT_USAGE = 0, 1, 2
-DEFAULT_TIMEOUT = 300.0
 # Signals that end a step the way Ctrl-C does, so its cleanup runs (exit status 128 + N).
 TERMINATING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
@@ -51,6 +50,8 @@ def parser(doc: str | None, *, network: bool = False, verbose: str | None = None
 
 def add_server_options(p: argparse.ArgumentParser) -> None:
     """--server, --ca-bundle, --allow-host and --timeout. Without --server, a step uses account.json's server."""
+    from .transport import DEFAULT_TIMEOUT  # here, not at the top: only the steps that talk to the CA load requests
+
     p.add_argument("--server", metavar="NAME|URL",
                    help=f"{', '.join(acme_servers.SERVER_NAMES)} or a directory URL (default: the server in "
                         f"account.json, else $ACME_SERVER, else {acme_servers.DEFAULT_SERVER}); "

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import requests
 
-from . import acme_servers, alibaba, dns_lookup
+from . import acme_servers, alibaba, alibaba_api, alidns, dns_lookup
 from .dns_lookup import Server
 from .errors import AcmeError, UsageError
 
@@ -443,49 +443,12 @@ def _which(program: str) -> str | None:
     return shutil.which(program)
 
 
-
 # -- Alibaba Cloud DNS -------------------------------------------------------------------------
-
-ALIDNS_VERSION = "2015-01-09"
-DEFAULT_ALIDNS_ENDPOINT = "https://alidns.aliyuncs.com"  # the one endpoint, for China and international accounts
-ALIDNS_PAGE_SIZE = 100  # the most DescribeDomains and DescribeSubDomainRecords return per page
-ALIDNS_MAX_PAGES = 100  # 10,000 zones, or records at one name: a broken answer must not page forever
-
-# What to do about the errors a user can fix, by Alibaba's error code.
-ALIDNS_HINTS = {
-    "InvalidAccessKeyId.NotFound": f"Alibaba does not know this AccessKey: check {alibaba.ENV_ACCESS_KEY_ID}",
-    "InvalidAccessKeyId.Inactive": "this AccessKey is disabled: enable it in the RAM console or use another",
-    "SignatureDoesNotMatch": f"check {alibaba.ENV_ACCESS_KEY_SECRET}: it does not belong to the AccessKey",
-    "InvalidSecurityToken.Expired": f"the STS token expired: get a new one into {alibaba.ENV_SECURITY_TOKEN}",
-    "InvalidSecurityToken.MismatchWithAccessKey": f"{alibaba.ENV_SECURITY_TOKEN} belongs to another AccessKey",
-    "Forbidden.RAM": "the RAM user may not do this: attach the policy shown in the README",
-    "NoPermission": "the RAM user may not do this: attach the policy shown in the README",
-}
-
-
-class AlidnsError(AcmeError):
-    """Alibaba Cloud DNS, or the network to it, said no: exit status 1. ``code`` is Alibaba's error code."""
-
-    def __init__(self, message: str, code: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def longest_zone(name: str, zones: list[str]) -> str | None:
-    """The longest of ``zones`` that ``name`` is in, on a label boundary, or None.
-
-    ``_acme-challenge.a.b.example.com.cn`` is in ``example.com.cn``, not in ``com.cn`` nor in
-    ``b.example.com`` (a zone is not "the last two labels"); an account may hold both
-    ``example.com`` and ``sub.example.com``, and then ``x.sub.example.com`` is in the second.
-    """
-    name = name.rstrip(".").lower()
-    inside = [zone for zone in zones if name == zone or name.endswith("." + zone)]
-    return max(inside, key=len) if inside else None
 
 
 @register
 class AlidnsProvider(DnsProvider):
-    """Alibaba Cloud DNS (Alidns, API 2015-01-09), called over HTTPS with V3-signed requests (common/alibaba.py).
+    """Alibaba Cloud DNS (Alidns, API 2015-01-09), called over HTTPS with V3-signed requests (common/alidns.py).
 
     Each record goes into the account's zone that holds its name (the longest one, from
     DescribeDomains), one AddDomainRecord per value. Removal deletes only what this provider
@@ -498,47 +461,40 @@ class AlidnsProvider(DnsProvider):
     help = f"Alibaba Cloud DNS, AccessKey in ${alibaba.ENV_ACCESS_KEY_ID} and ${alibaba.ENV_ACCESS_KEY_SECRET}"
     DEFAULT_TTL = 600  # the free edition's minimum; paid editions allow less
 
-    def __init__(self, credentials: alibaba.Credentials, endpoint: str, resolvers: list[Server], ttl: int) -> None:
+    def __init__(self, client: alidns.Alidns, resolvers: list[Server], ttl: int) -> None:
         super().__init__(resolvers)
-        self.credentials, self.endpoint, self.ttl = credentials, endpoint, ttl
-        self.session = requests.Session()
-        self._zones: dict[str, str] | None = None  # the account's zones: lower-case ASCII name -> DomainName
+        self.client, self.ttl = client, ttl
         self._ids: dict[TxtRecord, str] = {}  # RecordId of each record this object added (or found already there)
         self._tried: set[TxtRecord] | None = None  # what publish sent AddDomainRecord for; None: publish never ran
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--alidns-endpoint", default=DEFAULT_ALIDNS_ENDPOINT, metavar="URL",
+        parser.add_argument("--alidns-endpoint", default=alidns.DEFAULT_ENDPOINT, metavar="URL",
                             help="alidns: the Alidns API endpoint (default: %(default)s)")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> DnsProvider:
-        endpoint = args.alidns_endpoint.rstrip("/")
-        if not re.fullmatch(r"https://[^\s/?#]+(/[^\s?#]*)?", endpoint):
+        endpoint = alibaba_api.endpoint_url(args.alidns_endpoint)
+        if endpoint is None:
             raise UsageError(f"--alidns-endpoint {args.alidns_endpoint!r}: give an https:// URL, e.g. "
-                             f"{DEFAULT_ALIDNS_ENDPOINT}")
-        try:
-            credentials = alibaba.credentials_from_env()
-        except alibaba.MissingCredentialsError as exc:
-            raise UsageError(f"--provider alidns: {exc}") from None
-        return cls(credentials, endpoint, args.dns_resolver, args.ttl or cls.DEFAULT_TTL)
-
-    # -- what step 06 calls --
+                             f"{alidns.DEFAULT_ENDPOINT}")
+        credentials = alibaba_api.credentials("--provider alidns")
+        return cls(alidns.Alidns(credentials, endpoint), args.dns_resolver, args.ttl or cls.DEFAULT_TTL)
 
     def publish(self, records: list[TxtRecord]) -> None:
         self._tried = set() if self._tried is None else self._tried
         # Every zone is found before the first change: a name in no zone changes nothing.
-        placed = [(record, *self._locate(record.name)) for record in records]
+        placed = [(record, *self.client.locate(record.name)) for record in records]
         for record, zone, rr in placed:
             self._tried.add(record)  # before the call: a timeout may still have created the record
             try:
-                record_id = self.add_domain_record(zone, rr, record.value)
+                record_id = self.client.add_domain_record(zone, rr, record.value, self.ttl)
                 log.debug("  %s: added %s TXT %s (RecordId %s)", zone, rr, record.value, record_id)
-            except AlidnsError as exc:
+            except alidns.AlidnsError as exc:
                 if exc.code != "DomainRecordDuplicate":
                     raise
                 # The value is unique to this challenge, so the record is ours: an earlier attempt made it.
-                record_id = next((r["RecordId"] for r in self._txt_records(zone, rr, record.name)
+                record_id = next((r["RecordId"] for r in self.client.txt_records(zone, rr, record.name)
                                   if r["Value"] == record.value), None)
                 log.info("  %s TXT %s was already there (RecordId %s)", record.name, record.value, record_id)
             if record_id:
@@ -559,17 +515,15 @@ class AlidnsProvider(DnsProvider):
         if failures:
             raise failures[0]
 
-    # -- how --
-
     def _remove_at(self, name: str, records: list[TxtRecord]) -> None:
         """Delete, among the TXT records at ``name``, exactly those that are ``records``."""
-        place = self._find(name)
+        place = self.client.find(name)
         if place is None:
             return  # in no zone of the account, so never published (publish found no zone either)
         domain, rr = place
         try:
-            present = self._txt_records(domain, rr, name)
-        except AlidnsError as exc:
+            present = self.client.txt_records(domain, rr, name)
+        except alidns.AlidnsError as exc:
             if exc.code == "InvalidDomainName.NoExist":
                 return  # the zone is gone, and its records with it
             raise
@@ -578,138 +532,6 @@ class AlidnsProvider(DnsProvider):
             for entry in present:
                 # By RecordId when this object added it; by exact value for an earlier run's.
                 if entry["Value"] == record.value and known in (None, entry["RecordId"]):
-                    self.delete_domain_record(entry["RecordId"], f"{rr} TXT {record.value} in {domain}")
+                    self.client.delete_domain_record(entry["RecordId"], f"{rr} TXT {record.value} in {domain}")
                     log.debug("  %s: deleted %s TXT %s (RecordId %s)", domain, rr, record.value, entry["RecordId"])
             self._ids.pop(record, None)
-
-    def _find(self, name: str) -> tuple[str, str] | None:
-        """(DomainName, RR) for ``name``: the account's zone that holds it and the name relative to that zone."""
-        zones = self._account_zones()
-        zone = longest_zone(name, list(zones))
-        return (zones[zone], _relative(name, zone)) if zone else None
-
-    def _locate(self, name: str) -> tuple[str, str]:
-        """As :meth:`_find`, but a name in no zone of the account is an error that lists a few of its zones."""
-        place = self._find(name)
-        if place is None:
-            raise AcmeError(f"{name} is in none of the zones of this Alibaba Cloud account "
-                            f"({_some_zones(name, list(self._account_zones().values()))}): add its domain in the "
-                            "Alibaba Cloud DNS console, or CNAME its _acme-challenge to a name in one of them")
-        return place
-
-    def _account_zones(self) -> dict[str, str]:
-        """Every domain of the account (all pages of DescribeDomains), fetched once."""
-        if self._zones is None:
-            zones: dict[str, str] = {}
-            for page in range(1, ALIDNS_MAX_PAGES + 1):
-                answer = self.describe_domains(page)
-                domains = _listed_items(answer, "Domains", "Domain")
-                for domain in domains:
-                    shown = str(domain.get("DomainName") or "")
-                    ascii_name = str(domain.get("PunyCode") or shown).rstrip(".").lower()
-                    if shown and ascii_name:
-                        zones[ascii_name] = shown
-                if not domains or page * ALIDNS_PAGE_SIZE >= _int(answer.get("TotalCount")):
-                    break
-            log.debug("  the account has %d zones", len(zones))
-            self._zones = zones
-        return self._zones
-
-    def _txt_records(self, domain: str, rr: str, name: str) -> list[dict[str, str]]:
-        """The TXT records at ``name`` in ``domain`` (every page), checked to really be at ``rr``."""
-        found: list[dict[str, str]] = []
-        for page in range(1, ALIDNS_MAX_PAGES + 1):
-            answer = self.describe_sub_domain_records(domain, name, page)
-            entries = _listed_items(answer, "DomainRecords", "Record")
-            found += [{"RecordId": str(e.get("RecordId", "")), "Value": str(e.get("Value", ""))} for e in entries
-                      if str(e.get("Type", "")).upper() == "TXT" and str(e.get("RR", "")).lower() == rr.lower()
-                      and e.get("RecordId")]
-            if not entries or page * ALIDNS_PAGE_SIZE >= _int(answer.get("TotalCount")):
-                break
-        return found
-
-    def _call(self, action: str, params: dict[str, str | int], about: str) -> dict:
-        """One Alidns action; Alibaba's refusal (or the network's) becomes an AlidnsError naming the action."""
-        try:
-            return alibaba.call(self.endpoint, action, ALIDNS_VERSION, params, self.credentials,
-                                session=self.session)
-        except alibaba.AlibabaError as exc:
-            hint = ALIDNS_HINTS.get(exc.code)
-            raise AlidnsError(f"Alibaba Cloud DNS {action} ({about}) failed: {exc}" + (f" ({hint})" if hint else ""),
-                              exc.code) from None
-
-    # -- the Alidns actions, one method each --
-
-    def describe_domains(self, page: int) -> dict:
-        """Alidns DescribeDomains (API 2015-01-09): one page of the account's domains (zones), newest first."""
-        return self._call("DescribeDomains", {"PageNumber": page, "PageSize": ALIDNS_PAGE_SIZE},
-                          f"listing the account's zones, page {page}")
-
-    def add_domain_record(self, domain: str, rr: str, value: str) -> str:
-        """Alidns AddDomainRecord (API 2015-01-09): one TXT record; returns its RecordId.
-
-        An identical record (same RR, type, value and line) is refused with DomainRecordDuplicate.
-        """
-        answer = self._call("AddDomainRecord", {"DomainName": domain, "RR": rr, "Type": "TXT", "Value": value,
-                                                "TTL": self.ttl}, f"{rr} TXT in {domain}")
-        if not answer.get("RecordId"):
-            raise AcmeError(f"Alibaba Cloud DNS AddDomainRecord ({rr} TXT in {domain}) answered without a RecordId")
-        return str(answer["RecordId"])
-
-    def delete_domain_record(self, record_id: str, about: str) -> None:
-        """Alidns DeleteDomainRecord (API 2015-01-09): delete one record by its RecordId.
-
-        A record already gone is refused with DomainRecordNotBelongToUser: that is done too.
-        """
-        try:
-            self._call("DeleteDomainRecord", {"RecordId": record_id}, f"RecordId {record_id}, {about}")
-        except AlidnsError as exc:
-            if exc.code != "DomainRecordNotBelongToUser":
-                raise
-
-    def describe_sub_domain_records(self, domain: str, name: str, page: int) -> dict:
-        """Alidns DescribeSubDomainRecords (API 2015-01-09): one page of the TXT records at ``name``.
-
-        DomainName is given so that Alibaba does not guess the zone from the name.
-        """
-        return self._call("DescribeSubDomainRecords", {"SubDomain": name, "DomainName": domain, "Type": "TXT",
-                                                       "PageNumber": page, "PageSize": ALIDNS_PAGE_SIZE},
-                          f"TXT records at {name}")
-
-
-def _relative(name: str, zone: str) -> str:
-    """The RR of ``name`` in ``zone``: the labels before it, or "@" for the zone's apex."""
-    name = name.rstrip(".")
-    return "@" if name.lower() == zone else name[: -len(zone) - 1]
-
-
-def _some_zones(name: str, zones: list[str], shown: int = 5) -> str:
-    """A few of the account's zones, those sharing the most trailing labels with ``name`` first."""
-    if not zones:
-        return "it has none"
-    labels = name.lower().split(".")
-
-    def shared(zone: str) -> int:
-        count = 0
-        for a, b in zip(reversed(labels), reversed(zone.lower().split(".")), strict=False):
-            if a != b:
-                break
-            count += 1
-        return count
-
-    chosen = sorted(zones, key=lambda z: (-shared(z), z))[:shown]
-    more = f" and {len(zones) - shown} more" if len(zones) > shown else ""
-    return "it has " + ", ".join(chosen) + more
-
-
-def _listed_items(answer: dict, outer: str, inner: str) -> list[dict]:
-    """``answer[outer][inner]``, Alibaba's shape for lists, as a list of objects (anything else: empty)."""
-    items = (answer.get(outer) or {}).get(inner) if isinstance(answer.get(outer), dict) else None
-    return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
-
-
-def _int(value: object) -> int:
-    try:
-        return int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        return 0

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import unicodedata
 
-import idna
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 
-from .certs import san_names
+from .certs import fingerprint, san_names
 from .errors import UsageError
+from .names import count, to_unicode
 
 SCRIPT = "install-iis.ps1"
 # Windows 10 1709 / Windows Server 2019 (build 16299 on) read PBES2/AES-256 .pfx files; Windows
@@ -22,11 +21,6 @@ SCRIPT = "install-iis.ps1"
 FIRST_BUILD_FOR_AES = 16299
 # PowerShell ends a single-quoted string at any of these, not only at the ASCII apostrophe.
 _QUOTES = "'\u2018\u2019\u201a\u201b"
-
-
-def thumbprint(cert: x509.Certificate) -> str:
-    """The certificate's SHA-1 fingerprint in upper-case hex: how Windows names a certificate."""
-    return cert.fingerprint(hashes.SHA1()).hex().upper()
 
 
 def ccs_file_name(name: str) -> str:
@@ -48,23 +42,23 @@ def install_script(cert: x509.Certificate, *, site: str, legacy: bool, pfx_name:
     width = max(len(_ps(n)) for n in names)
     name_lines = []
     for name in names:
-        unicode_name = _unicode(name)
+        unicode_name = to_unicode(name)
         note = f"  # {unicode_name}" if unicode_name != name else ""
         name_lines.append(f"    {_ps(name):<{width}} = {_ps(ccs_file_name(name))}{note}")
     encryption = "3DES-SHA1 with a SHA-1 MAC" if legacy else "AES-256-CBC with a SHA-256 MAC"
-    first = names[0] + (f" and {len(names) - 1} more name{'s' if len(names) > 2 else ''}" if len(names) > 1 else "")
+    first = names[0] + (f" and {count(len(names) - 1, 'more name')}" if len(names) > 1 else "")
     header = _HEADER.format(
         first=first,
         pfx=pfx_name,
         names="\n                    ".join(names),
-        thumbprint=thumbprint(cert),
+        thumbprint=fingerprint(cert, "sha1", separator=""),  # how Windows names a certificate
         serial=f"{cert.serial_number:x}",
         not_after=f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC",
     )
     constants = _CONSTANTS.format(
         pfx=_ps(pfx_name),
         site=_ps(site),
-        thumbprint=_ps(thumbprint(cert)),
+        thumbprint=_ps(fingerprint(cert, "sha1", separator="")),
         names="\n".join(name_lines),
         not_after=_ps(f"{cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}"),
         encryption=_ps(encryption),
@@ -87,14 +81,6 @@ def script_bytes(text: str) -> bytes:
 def _ps(text: str) -> str:
     """A PowerShell single-quoted string literal: nothing inside is expanded; quotes are doubled."""
     return "'" + "".join(c * 2 if c in _QUOTES else c for c in text) + "'"
-
-
-def _unicode(name: str) -> str:
-    """A name's internationalized labels as people write them (xn--bcher-kva -> bücher), for comments."""
-    try:
-        return ".".join(idna.decode(label) if label.startswith("xn--") else label for label in name.split("."))
-    except idna.IDNAError:
-        return name
 
 
 _HEADER = """\

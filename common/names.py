@@ -1,4 +1,5 @@
-"""Domain names as a CA will accept them: lowercase A-labels, wildcards only at the left."""
+"""Domain names: as a CA will accept them (lowercase A-labels, wildcards only at the left), as a
+client may connect to them (host names), and back to the Unicode people write."""
 
 from __future__ import annotations
 
@@ -9,8 +10,31 @@ import idna
 from .errors import UsageError
 
 LETSENCRYPT_MAX_NAMES = 100
+MAX_NAME_LENGTH = 253  # characters in a name without its trailing dot (RFC 1035 §2.3.4)
 
+# Letters, digits and hyphens (LDH), 1 to 63 characters, no hyphen at either end.
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def to_ascii(name: str) -> str:
+    """A name's A-labels (IDNA 2008 with UTS #46 mapping, as browsers do): bücher.example -> xn--bcher-kva.example.
+
+    idna.IDNAError if it cannot be one.
+    """
+    return idna.encode(name, uts46=True).decode("ascii")
+
+
+def to_unicode(name: str) -> str:
+    """A name's internationalized labels as people write them (xn--bcher-kva -> bücher); as it is if not valid."""
+    try:
+        return ".".join(idna.decode(label) if label.startswith("xn--") else label for label in name.split("."))
+    except idna.IDNAError:
+        return name
+
+
+def _well_formed(name: str) -> bool:
+    """Not too long, and every label LDH."""
+    return len(name) <= MAX_NAME_LENGTH and all(_LABEL.match(label) for label in name.split("."))
 
 
 def normalize_name(raw: str) -> str:
@@ -33,17 +57,32 @@ def normalize_name(raw: str) -> str:
         raise UsageError(f"invalid name {raw!r}: it holds an underscore, which host names in certificates cannot: "
                          "only letters, digits and hyphens (LDH, RFC 5280 §4.2.1.6 and the CA/B Forum rules)")
     try:
-        base = idna.encode(base, uts46=True).decode("ascii")
+        base = to_ascii(base)
     except idna.IDNAError as exc:
         raise UsageError(f"invalid name {raw!r}: {_idna_problem(base, exc)}") from None
     labels = base.split(".")
     if len(labels) < 2:
         raise UsageError(f"invalid name {raw!r}: a public CA needs a full domain name such as example.com")
-    if len(base) > 253 or not all(_LABEL.match(label) for label in labels):
+    if not _well_formed(base):
         raise UsageError(f"invalid name {raw!r}: use letters, digits and hyphens, labels of 1-63 characters")
     if labels[-1].isdigit():  # 192.0.2.1 is an IP address: dns identifiers cannot hold one (RFC 8738)
         raise UsageError(f"invalid name {raw!r}: an IP address is not a DNS name")
     return f"*.{base}" if wildcard else base
+
+
+def host_name(raw: str, shown: str | None = None) -> str:
+    """A DNS host name to connect to, as A-labels in lower case, or UsageError naming ``shown`` (else ``raw``).
+
+    The same label rules as :func:`normalize_name`, but a single label (``localhost``) is fine here.
+    """
+    name = raw.strip().lower().removesuffix(".")
+    try:
+        name = to_ascii(name) if name else name
+    except idna.IDNAError as exc:
+        raise UsageError(f"{shown or raw!r} is not a valid host name: {exc}") from None
+    if not name or not _well_formed(name):
+        raise UsageError(f"{shown or raw!r} is not a valid host name: use letters, digits and hyphens")
+    return name
 
 
 def _idna_problem(name: str, exc: Exception) -> str:

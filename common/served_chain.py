@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import idna
 from cryptography import x509
 
-from .certs import parse_pem_certificates, read_pem_file, san_names
+from .certs import ip_sans, parse_pem_certificates, read_pem_file, san_names, summary
 from .errors import AcmeError, UsageError
+from .names import host_name
 
 if TYPE_CHECKING:
     from OpenSSL import SSL
@@ -39,8 +39,6 @@ if TYPE_CHECKING:
 DEFAULT_PORT = 443
 # How often --wait asks again: a CDN takes minutes, a reloaded server a second.
 WAIT_INTERVAL = 2.0
-
-_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")  # _ appears in real host names, CAs aside
 
 
 @dataclass(frozen=True)
@@ -95,18 +93,6 @@ def parse_target(text: str) -> Target:
     with contextlib.suppress(ValueError):
         return Target(str(ipaddress.ip_address(host)), port)
     return Target(host_name(host, text), port)
-
-
-def host_name(raw: str, shown: str | None = None) -> str:
-    """A DNS host name as A-labels in lower case (``localhost`` is fine here; IDNs are converted)."""
-    name = raw.strip().lower().removesuffix(".")
-    try:
-        name = idna.encode(name, uts46=True).decode("ascii") if name else name
-    except idna.IDNAError as exc:
-        raise UsageError(f"{shown or raw!r} is not a valid host name: {exc}") from None
-    if not name or len(name) > 253 or not all(_LABEL.match(label) for label in name.split(".")):
-        raise UsageError(f"{shown or raw!r} is not a valid host name: use letters, digits and hyphens")
-    return name
 
 
 def server_name(servername: str | None, target: Target, leaf: x509.Certificate) -> str | None:
@@ -300,23 +286,6 @@ def covers(names: list[str], host: str) -> bool:
     return False
 
 
-def _ip_sans(cert: x509.Certificate) -> list[str]:
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return []
-    return [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
-
-
-def describe(cert: x509.Certificate, now: datetime.datetime | None = None) -> str:
-    """'serial 4f1c…, expires 2027-02-25 13:40 UTC', and with ``now`` ' (89 days left)'."""
-    expires = cert.not_valid_after_utc
-    text = f"serial {cert.serial_number:x}, expires {expires:%Y-%m-%d %H:%M} UTC"
-    if now is None:
-        return text
-    return f"{text} ({(expires - now).days} days left)" if expires > now else f"{text} (EXPIRED)"
-
-
 def subject(cert: x509.Certificate) -> str:
     return cert.subject.rfc4514_string() or "(empty subject)"
 
@@ -324,7 +293,7 @@ def subject(cert: x509.Certificate) -> str:
 def describe_chain(served: list[x509.Certificate], now: datetime.datetime) -> list[str]:
     """One line per certificate sent: the leaf's names and validity, then each intermediate's subject."""
     leaf, *rest = served
-    lines = [f"leaf: {', '.join(san_names(leaf) + _ip_sans(leaf)) or subject(leaf)}; {describe(leaf, now)}"]
+    lines = [f"leaf: {', '.join(san_names(leaf) + ip_sans(leaf)) or subject(leaf)}; {summary(leaf, now)}"]
     lines += [f"then: {subject(cert)}" for cert in rest]
     return lines
 
@@ -340,16 +309,16 @@ def findings(served: list[x509.Certificate], leaf: x509.Certificate, chain: list
     sent, *intermediates = served
     if sent != leaf:
         age = "an older certificate" if sent.not_valid_before_utc < leaf.not_valid_before_utc else "another certificate"
-        problems.append(f"serves {age} ({describe(sent)}), not cert.pem ({describe(leaf)}): "
+        problems.append(f"serves {age} ({summary(sent)}), not cert.pem ({summary(leaf)}): "
                         "install the new files and reload the server")
     if sent.not_valid_after_utc < now:
         problems.append(f"the certificate it serves expired on {sent.not_valid_after_utc:%Y-%m-%d %H:%M} UTC")
     elif sent.not_valid_before_utc > now:
         problems.append(f"the certificate it serves is not valid before {sent.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")
     ip = ipaddress_or_none(name)
-    covered = str(ip) in _ip_sans(sent) if ip is not None else covers(san_names(sent), name)
+    covered = str(ip) in ip_sans(sent) if ip is not None else covers(san_names(sent), name)
     if not covered:
-        listed = ", ".join(san_names(sent) + _ip_sans(sent)) or "none"
+        listed = ", ".join(san_names(sent) + ip_sans(sent)) or "none"
         problems.append(f"the certificate it serves does not cover {name} (its names: {listed})")
     problems += _chain_findings(intermediates, chain)
     if roots is not None and covered:  # uncovered, every client refuses it anyway: said above

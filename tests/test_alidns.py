@@ -26,7 +26,8 @@ from fake_alibaba import ACCESS_KEY_SECRET, ApiError, fake_alibaba  # noqa: F401
 from helpers import ROOT, STEPS, fails, hostile_account
 
 from common import dns_providers
-from common.dns_providers import AlidnsProvider, TxtRecord, longest_zone
+from common.alidns import longest_zone
+from common.dns_providers import AlidnsProvider, TxtRecord
 from common.errors import AcmeError, UsageError
 
 ZONE = "example.com.cn"
@@ -275,7 +276,7 @@ def test_sts_credentials(fake, monkeypatch):
 
 def test_network_failure_is_an_acme_error(fake):
     p = provider(fake)
-    p.endpoint = "https://127.0.0.1:9/alidns"  # the discard port: nothing listens
+    p.client.endpoint = "https://127.0.0.1:9/alidns"  # the discard port: nothing listens
     with pytest.raises(AcmeError, match=r"DescribeDomains .* failed: NetworkError: cannot reach 127\.0\.0\.1"):
         p.publish([TxtRecord("_acme-challenge.example.com", value())])
 

@@ -1,9 +1,10 @@
-"""Small offline units: Retry-After parsing, domain names, contacts and the work directory."""
+"""Small offline units: Retry-After parsing, domain and host names, contacts, certificate names, the work directory."""
 
 from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import ipaddress
 import json
 import os
 import stat
@@ -15,7 +16,7 @@ import pytest
 from common import workdir
 from common.errors import UsageError
 from common.keys import generate_key, key_to_pem, same_public_key
-from common.names import contact_uri, normalize_name, normalize_names
+from common.names import contact_uri, host_name, normalize_name, normalize_names, to_unicode
 from common.transport import retry_after_seconds
 
 POSIX = sys.platform != "win32"
@@ -162,6 +163,38 @@ def test_normalize_names_empty_list():
 def test_normalize_names_propagates_invalid():
     with pytest.raises(UsageError):
         normalize_names(["example.com", "a..b"])
+
+
+# --- host names (to connect to) share the label rules, laxer than a CA's ----------------------
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("Example.COM.", "example.com"), ("localhost", "localhost"),
+    ("bücher.example", "xn--bcher-kva.example"), (" www.example.com ", "www.example.com"),
+])
+def test_host_name_accepts_what_a_client_may_connect_to(raw, expected):
+    assert host_name(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["", "-a.example", "a-.example", "a..b", "a b.example", f"{'a' * 64}.example",
+                                 ".".join(["abcdefghi"] * 26), "*.example.com", "_dmarc.example.com"])
+def test_host_name_rejects_with_the_text_shown(raw):
+    with pytest.raises(UsageError, match=r"^'shown' is not a valid host name"):
+        host_name(raw, "shown")
+
+
+def test_host_name_and_certificate_name_differ_where_a_ca_needs_a_full_name():
+    assert host_name("xn--bcher-kva.example") == normalize_name("bücher.example")
+    assert host_name("localhost") == "localhost"
+    with pytest.raises(UsageError, match="needs a full domain name"):
+        normalize_name("localhost")
+
+
+def test_to_unicode_shows_a_labels_as_written():
+    assert to_unicode("xn--bcher-kva.example") == "bücher.example"
+    assert to_unicode("*.xn--bcher-kva.example") == "*.bücher.example"
+    assert to_unicode("www.example.com") == "www.example.com"
+    assert to_unicode("xn--zz.example") == "xn--zz.example"  # not a valid A-label: left as it is
 
 
 @pytest.mark.parametrize(
@@ -427,3 +460,46 @@ def test_atomic_write_no_clobber_without_hard_links(tmp_path, monkeypatch):
         workdir.atomic_write(target, b"second", workdir.PRIVATE, replace=False)
     assert target.read_bytes() == b"first"
     assert [p.name for p in tmp_path.iterdir()] == ["cert.key"]  # no temp file left behind
+
+
+# --- naming a certificate: one fingerprint function, one summary ------------------------------
+
+
+def _certificate(not_after: dt.datetime):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    key = generate_key("ec256")
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "units.example")])
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(0x4F1C).not_valid_before(not_after - dt.timedelta(days=90)).not_valid_after(not_after)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("units.example"),
+                                                        x509.IPAddress(ipaddress.ip_address("192.0.2.7"))]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+
+
+def test_fingerprint_forms_are_hashes_of_the_der():
+    import hashlib
+
+    from cryptography.hazmat.primitives import serialization
+
+    from common.certs import fingerprint
+
+    cert = _certificate(NOW)
+    der = cert.public_bytes(serialization.Encoding.DER)
+    sha256, sha1 = hashlib.sha256(der).hexdigest().upper(), hashlib.sha1(der).hexdigest().upper()  # noqa: S324
+    assert fingerprint(cert) == ":".join(sha256[i:i + 2] for i in range(0, 64, 2))  # as openssl shows it
+    assert fingerprint(cert, separator="") == sha256  # CAS's Sha2
+    assert fingerprint(cert, "sha1", separator="") == sha1  # Windows' thumbprint, CAS's Fingerprint
+
+
+def test_summary_and_sans():
+    from common.certs import ip_sans, san_names, summary
+
+    cert = _certificate(dt.datetime(2027, 2, 25, 13, 40, tzinfo=dt.timezone.utc))
+    assert summary(cert) == "serial 4f1c, expires 2027-02-25 13:40 UTC"
+    assert summary(cert, dt.datetime(2026, 11, 27, 13, 40, tzinfo=dt.timezone.utc)).endswith(" (90 days left)")
+    assert summary(cert, dt.datetime(2027, 3, 1, tzinfo=dt.timezone.utc)).endswith(" UTC (EXPIRED)")
+    assert san_names(cert) == ["units.example"] and ip_sans(cert) == ["192.0.2.7"]
