@@ -338,7 +338,6 @@ def test_a_port_in_use_is_a_usage_error():
             tls_alpn.server(port, "127.0.0.1").start()
 
 
-@pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT"), reason="needs Linux")
 def test_a_privileged_port_without_rights_is_a_usage_error(monkeypatch):
     def refuse(self, address):
         raise PermissionError(13, "Permission denied")
