@@ -345,6 +345,7 @@ class Nginx:
     def __init__(self, prefix: Path) -> None:
         self.prefix = prefix
         self.sites: list[Site] = []
+        self.streams: list[Stream] = []
         self.process: subprocess.Popen | None = None
 
     @property
@@ -395,6 +396,16 @@ class Nginx:
         self.sites.remove(site)
         self.reload()
 
+    def add_stream(self, stream: Stream) -> Stream:
+        """A ``stream { }`` block (TCP proxying, e.g. ssl_preread), live once this returns."""
+        self.streams.append(stream)
+        self.reload()
+        return stream
+
+    def remove_stream(self, stream: Stream) -> None:
+        self.streams.remove(stream)
+        self.reload()
+
     def reload(self) -> None:
         """Apply the sites: check the configuration, SIGHUP, wait until only new workers run.
 
@@ -426,7 +437,7 @@ class Nginx:
             if self.process.poll() is not None:
                 raise RuntimeError("nginx stopped; its log:\n" + _tail(self.error_log))
             workers = _children(self.process.pid)
-            if workers and not workers & old and all(_listening(s) for s in self.sites):
+            if workers and not workers & old and all(_listening(s) for s in [*self.sites, *self.streams]):
                 return
             if time.monotonic() > deadline:
                 raise RuntimeError("nginx did not apply its configuration; its log:\n" + _tail(self.error_log))
@@ -435,6 +446,7 @@ class Nginx:
     def _config(self) -> str:
         p = self.prefix
         lines = [
+            *([f"load_module {STREAM_MODULE};"] if self.streams and STREAM_MODULE.exists() else []),
             "worker_processes 1;",
             f"pid {p}/nginx.pid;",
             f"error_log {p}/error.log notice;",
@@ -465,7 +477,21 @@ class Nginx:
                 lines.append("    location / { return 200 'ok\\n'; }")
             lines.append("  }")
         lines.append("}")
+        lines += [stream.config for stream in self.streams]
         return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A top-level ``stream { }`` block listening on ``address:port`` (e.g. tools/nginx_tls_alpn.py's)."""
+
+    port: int
+    config: str
+    address: str = "127.0.0.1"
+
+
+# Debian builds the stream module (with ssl_preread) as a dynamic module: package libnginx-mod-stream.
+STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
 
 
 def _terminate(process: subprocess.Popen | None) -> None:

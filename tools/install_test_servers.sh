@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the real servers the tests start (tests/servers.py): BIND 9 and nginx from Debian.
+# Install the real servers the tests start (tests/servers.py): BIND 9 and nginx (with its stream
+# module) from Debian.
 # (bind9 brings bind9-utils and tsig-keygen.)
 #
 # The tests run their own named and nginx from temporary directories on loopback addresses, so
@@ -14,6 +15,8 @@ set -euo pipefail
 packages=()
 command -v named >/dev/null 2>&1 || [ -x /usr/sbin/named ] || packages+=(bind9)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || packages+=(nginx)
+# nginx's stream module (ssl_preread, for the tls-alpn-01 route) is a separate package in Debian.
+[ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || packages+=(libnginx-mod-stream)
 if [ ${#packages[@]} -eq 0 ]; then
   exit 0
 fi
