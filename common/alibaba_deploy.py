@@ -52,8 +52,8 @@ HINTS = {
     "SignatureDoesNotMatch": f"check {alibaba.ENV_ACCESS_KEY_SECRET}: it does not belong to the AccessKey",
     "InvalidSecurityToken.Expired": f"the STS token expired: get a new one into {alibaba.ENV_SECURITY_TOKEN}",
     "InvalidSecurityToken.MismatchWithAccessKey": f"{alibaba.ENV_SECURITY_TOKEN} belongs to another AccessKey",
-    "Forbidden.RAM": "the RAM user may not call this action: attach the policy shown in the README",
-    "NoPermission": "the RAM user may not call this action: attach the policy shown in the README",
+    "Forbidden.RAM": "the RAM user may not call this action: attach the policy in docs/put-to-work.md",
+    "NoPermission": "the RAM user may not call this action: attach the policy in docs/put-to-work.md",
     "InvalidDomain.NotFound": "no CDN domain of that name in this account: check --cdn-domain",
     "Abs.CertRegion.ValueNotSupported": "use --cert-region cn-hangzhou (China) or ap-southeast-1 (international)",
 }

@@ -458,8 +458,8 @@ ALIDNS_HINTS = {
     "SignatureDoesNotMatch": f"check {alibaba.ENV_ACCESS_KEY_SECRET}: it does not belong to the AccessKey",
     "InvalidSecurityToken.Expired": f"the STS token expired: get a new one into {alibaba.ENV_SECURITY_TOKEN}",
     "InvalidSecurityToken.MismatchWithAccessKey": f"{alibaba.ENV_SECURITY_TOKEN} belongs to another AccessKey",
-    "Forbidden.RAM": "the RAM user may not do this: attach the policy shown in the README",
-    "NoPermission": "the RAM user may not do this: attach the policy shown in the README",
+    "Forbidden.RAM": "the RAM user may not do this: attach the policy in docs/real-domains.md",
+    "NoPermission": "the RAM user may not do this: attach the policy in docs/real-domains.md",
 }
 
 
