@@ -4,7 +4,7 @@
 For each authorization of the order: fetch it; skip it if it is already valid (CAs reuse
 recent authorizations); else take its DNS challenge and compute the record. For dns-01:
   _acme-challenge.<name>  TXT  base64url(SHA-256(token "." account-key-thumbprint))
-(--challenge dns-account-01 and dns-persist-01 put other records elsewhere; see the README).
+(--challenge dns-account-01 and dns-persist-01 put other records elsewhere; see docs/real-domains.md).
 All records are published first, then checked on every authoritative server of their zone
 (one propagation wait for all names), then every challenge is answered with POST {}
 (§7.5.1), then the order is polled until it is ready (§7.1.6): one order poll instead of one

@@ -26,6 +26,9 @@ from .errors import AcmeError, UsageError
 # An endpoint: https://host, or a test double's https://host:port/prefix.
 _ENDPOINT = re.compile(r"https://[^\s/?#]+(/[^\s?#]*)?")
 
+NOT_ALLOWED = ("the RAM user may not call this action: attach the policy in docs/real-domains.md (DNS) "
+               "or docs/put-to-work.md (step 20)")
+
 # What to do about the errors a user can fix, by Alibaba's error code.
 HINTS = {
     "InvalidAccessKeyId.NotFound": f"Alibaba does not know this AccessKey: check {alibaba.ENV_ACCESS_KEY_ID}",
@@ -33,8 +36,8 @@ HINTS = {
     "SignatureDoesNotMatch": f"check {alibaba.ENV_ACCESS_KEY_SECRET}: it does not belong to the AccessKey",
     "InvalidSecurityToken.Expired": f"the STS token expired: get a new one into {alibaba.ENV_SECURITY_TOKEN}",
     "InvalidSecurityToken.MismatchWithAccessKey": f"{alibaba.ENV_SECURITY_TOKEN} belongs to another AccessKey",
-    "Forbidden.RAM": "the RAM user may not call this action: attach the policy shown in the README",
-    "NoPermission": "the RAM user may not call this action: attach the policy shown in the README",
+    "Forbidden.RAM": NOT_ALLOWED,
+    "NoPermission": NOT_ALLOWED,
     "InvalidDomain.NotFound": "no CDN domain of that name in this account: check --cdn-domain",
     "Abs.CertRegion.ValueNotSupported": "use --cert-region cn-hangzhou (China) or ap-southeast-1 (international)",
 }
