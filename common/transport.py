@@ -501,7 +501,7 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-# -- showing the exchange with -v ---------------------------------------------------------------
+# -- showing the exchange with -v (-vv shows it as it travels instead: common/wire.py) ----------
 
 
 ABBREVIATE_OVER = 200  # longer than any URL a CA sends, shorter than any CSR or certificate

@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from helpers import plain_env, run_plain, unique
+from helpers import fails, hostile_account, plain_env, run_plain, unique
+from hostile_ca import Reply
 from jwcrypto import jwk as jwcrypto_jwk
 from jwcrypto import jws as jwcrypto_jws
 
@@ -260,6 +261,24 @@ def test_the_body_shown_is_the_body_sent(ca, caplog):
         assert exchange.body == (request.body.decode() if request.body else None)
         for name, value in exchange.headers.items():
             assert request.headers.get(name, urlsplit(request.url).netloc if name == "Host" else None) == value
+
+
+def test_what_a_hostile_ca_sends_shows_escaped_and_cut(hostile, work):
+    hostile.reset()
+    hostile_account(hostile, work, [unique("wire-hostile")])
+    forged = "line one\nerror: forged\x1b[2J\u202eevil"
+    hostile.answer("POST", "/new-order", Reply(403, forged, content_type="text/plain"))
+    result = run_plain(5, "--dir", str(work), "-vv", env=plain_env(), cwd=work.parent)
+    fails(result, 1, "HTTP 403", one_line=False)
+    assert "< line one" in result.stdout and "< error: forged\\x1b[2J\\u202eevil" in result.stdout
+    assert "\x1b" not in result.stdout + result.stderr and "\u202e" not in result.stdout + result.stderr
+
+    nested = "[" * 100_000 + "]" * 100_000  # deeper than any ACME object: shown as the text it is, cut
+    hostile.answer("POST", "/new-order", Reply(201, nested, {"Location": hostile.url("/order/1")}, "application/json"))
+    result = run_plain(5, "--dir", str(work), "-vv", env=plain_env(), cwd=work.parent)
+    fails(result, 1, "JSON", one_line=False)
+    assert f"< {'[' * wire.MAX_SHOWN}" in result.stdout
+    assert "more characters not shown (the body was 200000 bytes)" in result.stdout
 
 
 def test_a_long_body_is_cut_and_what_was_cut_is_counted(caplog):
