@@ -6,6 +6,7 @@ alone into another project: ``jws``, ``challenges`` and ``alibaba``.
 The protocol (RFC 8555):
 - ``jws``          base64url, JWK, thumbprint, JWS signing, EAB and key-change JWS (RFC 7515, 7638); copy it alone
 - ``transport``    the transport: nonces, signed POSTs, retries, polling, deadlines, URL checks (§6)
+- ``wire``         what crosses the wire, shown with -vv: request and status lines, headers, bodies
 - ``resources``    the CA's objects, checked before use (§7.1)
 - ``rfc8555``      one function per ACME endpoint (§7), ARI's renewalInfo (RFC 9773)
 - ``challenges``   key authorizations and each challenge type's record or file (§8, drafts); copy it alone

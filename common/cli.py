@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from . import acme_servers, jws, keys, workdir
+from . import acme_servers, jws, keys, wire, workdir
 from .account import refuse_deactivated
 from .errors import AcmeError, Interrupted, UsageError, printable
 
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("acme")
 
 EXIT_OK, EXIT_CA, EXIT_USAGE = 0, 1, 2
+WIRE_HELP = ("show every HTTP exchange with the CA; -vv: each as it crosses the wire (request line, headers, "
+             "the JWS body as sent and decoded, the response as received)")
 # Signals that end a step the way Ctrl-C does, so its cleanup runs (exit status 128 + N).
 TERMINATING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
@@ -34,13 +36,14 @@ def parser(doc: str | None, *, network: bool = False, verbose: str | None = None
     """An argument parser with the options every step takes; ``network`` adds the server ones.
 
     ``verbose`` says what -v shows, for steps that show something else than the ACME exchange.
+    -v counts: -vv is the wire view (common/wire.py) on the steps that talk to the CA.
     """
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dir", type=Path, default=Path(os.environ.get("ACME_DIR") or "acme-work"),
                    help="work directory holding every file the steps share (default: $ACME_DIR or ./acme-work)")
     level = p.add_mutually_exclusive_group()
-    level.add_argument("-v", "--verbose", action="store_true",
-                       help=verbose or ("show every HTTP exchange with the CA" if network else
+    level.add_argument("-v", "--verbose", action="count", default=0,
+                       help=verbose or (WIRE_HELP if network else
                                        "show what was made, decoded (a key's JWK, the CSR, the .pfx algorithms)"))
     level.add_argument("-q", "--quiet", action="store_true", help="print only errors and warnings")
     if network:
@@ -255,8 +258,8 @@ class _PrintableArgs(logging.Filter):
         return True
 
 
-def _setup_logging(verbose: bool, quiet: bool) -> None:
-    """Progress to stdout, warnings to stderr; -v adds the wire, -q leaves errors only."""
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    """Progress to stdout, warnings to stderr; -v adds the exchanges, -vv the wire, -q leaves errors only."""
     out = logging.StreamHandler(sys.stdout)
     out.addFilter(_BelowWarning())
     err = logging.StreamHandler(sys.stderr)
@@ -267,5 +270,6 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
         log.addHandler(handler)
     # -q keeps warnings: they say what a --force just destroyed.
     log.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    wire.log.setLevel(logging.DEBUG if verbose >= 2 else logging.INFO)  # its own logger, below "acme"
     log.propagate = False
     logging.raiseExceptions = False  # a closed stdout must not turn into a logging traceback

@@ -25,7 +25,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from . import jws, resources
+from . import jws, resources, wire
 from .errors import AcmeError, StepTimeoutError, UsageError
 from .jws import b64url_decode
 from .keys import PrivateKey
@@ -348,10 +348,18 @@ class Client:
         if accept:
             headers["Accept"] = accept
         limit = MAX_CHAIN_BYTES if accept == PEM_CHAIN else MAX_JSON_BYTES
-        _log_request(method, url, body)
-        raw, content = self._exchange(method, url, json.dumps(body) if body is not None else None, headers, limit)
+        data = json.dumps(body).encode() if body is not None else None  # these very bytes go out
+        if wire.enabled():  # -vv: the exchange as it travels (common/wire.py), instead of -v's digest
+            wire.show_request(method, url, {**self._http.headers, **headers}, data)
+        else:
+            _log_request(method, url, body)
+        raw, content = self._exchange(method, url, data, headers, limit)
         resp = _parse(raw, content)
-        _log_response(resp)
+        if wire.enabled():
+            wire.show_response(_http_version(raw), resp.status, resp.reason, _header_pairs(raw), content, resp.body,
+                               head=method == "HEAD")
+        else:
+            _log_response(resp)
         _append_request_log(method, url, resp.status)
         nonce = raw.headers.get("Replay-Nonce")
         if nonce:
@@ -374,7 +382,7 @@ class Client:
             resp.location = self.check_url(urljoin(url, raw.headers["Location"]), "Location")
         return resp
 
-    def _exchange(self, method: str, url: str, data: str | None, headers: dict[str, str],
+    def _exchange(self, method: str, url: str, data: bytes | None, headers: dict[str, str],
                   limit: int) -> tuple[requests.Response, bytes]:
         """One request and its whole body (at most ``limit`` bytes), within a deadline.
 
@@ -493,7 +501,7 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-# -- showing the exchange with -v ---------------------------------------------------------------
+# -- showing the exchange with -v (-vv shows it as it travels instead: common/wire.py) ----------
 
 
 ABBREVIATE_OVER = 200  # longer than any URL a CA sends, shorter than any CSR or certificate
@@ -540,6 +548,18 @@ def _log_response(resp: Response) -> None:
         log.debug("  (%d PEM certificates, %d bytes)", resp.body.count("BEGIN CERTIFICATE"), len(resp.body))
     elif resp.body:
         log.debug("  %s", _abbreviate(resp.body))
+
+
+def _http_version(raw: requests.Response) -> str:
+    """'HTTP/1.1' as the status line said it (urllib3 keeps it as 11)."""
+    version = getattr(raw.raw, "version", 11)
+    return f"HTTP/{version // 10}.{version % 10}" if isinstance(version, int) and version >= 10 else "HTTP/1.1"
+
+
+def _header_pairs(raw: requests.Response) -> list[tuple[str, str]]:
+    """The response headers as received, in order, a repeated one (Link) as often as it came."""
+    received = getattr(raw.raw, "headers", None)
+    return list(received.items() if received is not None else raw.headers.items())
 
 
 def _append_request_log(method: str, url: str, status: int) -> None:
