@@ -19,6 +19,7 @@ Proving names (step 06):
 - ``dns_records``   the records of an order: computed, listed in dns-records.json, published, removed
 - ``dns_lookup``    CNAMEs, zones, authoritative servers, the propagation check (dnspython)
 - ``http01``        the http-01 webroot and standalone server
+- ``tls_alpn``      the tls-alpn-01 challenge certificate and the server that answers acme-tls/1 (RFC 8737, 8738)
 
 Keys, certificates and the account:
 - ``keys``         generating, loading and saving keys
