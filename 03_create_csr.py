@@ -12,7 +12,7 @@ Reads:  cert.key; cert.pem with --names-from-cert (a renewal asks for the same n
 Writes: cert.csr (PEM)
 """
 
-from common import certs, cli, keys, names, workdir
+from common import acme_servers, certs, cli, keys, names, workdir
 from common.cli import log
 from common.errors import UsageError
 
@@ -33,7 +33,14 @@ def main(args):
     for line in certs.describe_csr(csr):
         log.debug("  %s", line)
     log.info("Wrote %s", work.path(workdir.CSR))
-    log.info("Next: %s", "05_new_order.py" if work.exists(workdir.ACCOUNT) else "04_new_account.py --agree-tos")
+    if work.exists(workdir.ACCOUNT):  # the account, and the server it is on, are known already
+        log.info("Next: 05_new_order.py")
+        return
+    server = acme_servers.first_server_option()  # the local test CA while it runs, else staging unless chosen
+    log.info("Next: %s", " ".join(filter(None, ("04_new_account.py", server, "--agree-tos"))))
+    if server == f"--server {acme_servers.DEFAULT_SERVER}":
+        log.info("  (staging is Let's Encrypt's test CA; --server production for trusted certificates, "
+                 "--server pebble for the local test CA)")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ Writes: account.json (server, CA bundle, account URL: what later steps need),
 
 from common import account, cli, names, rfc8555, rollover, workdir
 from common.cli import log
-from common.errors import AcmeError, UsageError
+from common.errors import UsageError
 
 
 def main(args):
@@ -38,25 +38,31 @@ def main(args):
         raise UsageError(rollover.INTERRUPTED)
     contacts = [names.contact_uri(e) for e in args.email]
     eab = account.eab_credentials(args.eab_kid, args.eab_hmac_key_file, args.eab_hmac_key_env)
-    earlier = _earlier_account(work)
+    earlier = account.earlier_record(work)  # account.json from an earlier run: its server, CA bundle, account
+
     client = cli.connect(args, work, account=earlier)
     log.info("Server: %s", client.directory_url)
-    tos = rfc8555.terms_of_service(client)
+    tos = rfc8555.terms_of_service(client)  # the directory's "meta" (§7.1.1): the directory is fetched here
 
     found = None
-    if account.records_this_key(earlier, client):
+    if account.records_this_key(earlier, client):  # an earlier run registered this key on this server
         account.refuse_deactivated(earlier)
         if eab:  # ZeroSSL and Sectigo would open a second account: account.json is the record that counts
-            log.info("account.json already records this key's account on this server: %s", earlier["account_url"])
-            log.info("Not registering again: a repeated registration with EAB opens a second account at ZeroSSL "
-                     "and Sectigo. Next: 10_account_info.py shows the account (--email changes its contacts)")
+            account.not_registering_again(earlier)
             return
-        found = _look_up(client)  # by the key alone: needs neither the terms nor the binding again
+        log.info("Looking the account up by its key (newAccount with onlyReturnExisting)...")
+        with account.unless_forgotten():  # needs neither the terms nor the binding again
+            found = rfc8555.find_account(client)
     if found:
         account_url, acct = found
         log.info("Account already exists for this key: %s", account_url)
     else:
-        account_url, acct = _register(args, client, contacts, eab, tos)
+        account.check_can_register(client, eab, agreed=args.agree_tos, terms=tos)
+        log.info("Registering account%s%s...", f" for {', '.join(args.email)}" if args.email else "",
+                 f" bound to external account {eab[0]}" if eab else "")
+        with account.explaining_refusal(client, eab):
+            account_url, acct, created = rfc8555.new_account(client, contacts, agree_tos=True, eab=eab)
+        log.info("%s: %s", "Account created" if created else "Account already exists for this key", account_url)
 
     if contacts and sorted(contacts) != sorted(acct.get("contact") or []):
         log.info("Updating its contacts to %s...", ", ".join(args.email))
@@ -64,52 +70,6 @@ def main(args):
 
     work.write_json(workdir.ACCOUNT, account.record(client, account_url, acct, tos))
     log.info("Wrote %s. Next: 05_new_order.py", work.path(workdir.ACCOUNT))
-
-
-def _earlier_account(work):
-    """account.json from an earlier run, for its server and CA bundle; a damaged one gets replaced."""
-    if not work.exists(workdir.ACCOUNT):
-        return None
-    try:
-        return work.read_account()
-    except UsageError:
-        log.warning("warning: %s is damaged; this run writes a new one", work.path(workdir.ACCOUNT))
-        return None
-
-
-def _look_up(client):
-    """The recorded account, found by its key alone (§7.3.1); None if the CA has forgotten it (a new Pebble)."""
-    try:
-        return rfc8555.find_account(client)
-    except AcmeError as exc:
-        if not exc.is_type("accountDoesNotExist"):
-            raise
-    log.warning("warning: the CA no longer knows the account account.json records; registering the key again")
-    return None
-
-
-def _register(args, client, contacts, eab, tos):
-    """newAccount (§7.3), once the terms are agreed to and any binding the CA requires is given."""
-    if account.external_account_required(client) and not eab:
-        raise UsageError(account.eab_missing(client.directory_url))
-    if not args.agree_tos:
-        where = f"at {tos}" if tos else "(the CA publishes none in its directory)"
-        raise UsageError(f"read the CA's terms of service {where}, then run again with --agree-tos")
-    log.info("Registering account%s%s...", f" for {', '.join(args.email)}" if args.email else "",
-             f" bound to external account {eab[0]}" if eab else "")
-    try:
-        account_url, acct, created = rfc8555.new_account(client, contacts, agree_tos=True, eab=eab)
-    except AcmeError as exc:  # the CA's refusal of a missing or wrong binding, explained
-        if exc.is_type("externalAccountRequired"):
-            raise AcmeError(f"{exc} ({account.eab_missing(client.directory_url)})", exc.problem,
-                            status=exc.status) from None
-        if eab and exc.status == 403 and not exc.deactivated():
-            raise AcmeError(f"{exc}: the CA refused the External Account Binding; check that --eab-kid and the "
-                            "HMAC key are the pair the CA gave you, and still unused or unexpired", exc.problem,
-                            status=exc.status) from None
-        raise
-    log.info("%s: %s", "Account created" if created else "Account already exists for this key", account_url)
-    return account_url, acct
 
 
 if __name__ == "__main__":

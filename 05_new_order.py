@@ -15,7 +15,7 @@ Reads:  cert.csr, account.json, account.key, session.json; cert.pem with --repla
 Writes: order.json (the order's URL and content)
 """
 
-from common import certs, cli, names, rfc8555, workdir
+from common import acme_servers, certs, cli, dns_providers, names, rfc8555, workdir
 from common.cli import log
 from common.errors import UsageError
 
@@ -42,7 +42,14 @@ def main(args):
              f" with profile {args.profile}" if args.profile else "", order["status"], url)
     if replaces:
         log.info("  replacing the certificate %s", replaces)
-    log.info("Next: 06_dns_challenge.py (or 06_http_challenge.py) to prove the names")
+    if order["status"] == "ready":  # every authorization reused: nothing left to prove
+        log.info("Next: 07_finalize.py (the CA reused earlier authorizations for every name)")
+    elif acme_servers.is_local_ca(client.directory_url):  # its mock DNS is where Pebble looks
+        log.info("Next: 06_dns_challenge.py --provider challtestsrv")
+    else:
+        providers = ", ".join(sorted(set(dns_providers.PROVIDERS) - {"challtestsrv"}))  # the local CA's only
+        log.info("Next: 06_dns_challenge.py --provider NAME, NAME saying where your DNS is (%s); "
+                 "or 06_http_challenge.py --webroot DIR (or --standalone) for a web server on port 80", providers)
 
 
 def _list_profiles(client):

@@ -14,7 +14,7 @@ Reads:  order.json, account.json, account.key, session.json
 Writes: order.json (the order, now ready), dns-records.json (while records are published)
 """
 
-from common import cli, dns_providers, dns_records, jws, validation
+from common import cli, dns_providers, dns_records, jws, names, rfc8555, validation
 from common.challenges import DNS01, DNS_PERSIST01
 from common.cli import log
 
@@ -33,9 +33,18 @@ def main(args):
         return
     client = cli.connect_account(args, work)
     dns_records.remove_leftovers(work, provider)
-
-    tasks = validation.open_tasks(client, saved, args.challenge)
     thumbprint = jws.key_thumbprint(client.key)
+    log.debug("Account key thumbprint (RFC 7638): %s", thumbprint)
+
+    urls = saved["order"]["authorizations"]
+    log.info("Fetching the order's %s...", names.count(len(urls), "authorization"))
+    tasks = []
+    for url in urls:
+        authz = rfc8555.get_authorization(client, url)
+        task = validation.to_prove(saved, url, authz, args.challenge)  # None: valid already
+        if task:
+            tasks.append(task)
+
     records = [dns_records.record_for(args.challenge, task, thumbprint, client.kid) for task in tasks]
     records = dns_records.delegated(provider, records)
     persistent = args.challenge == DNS_PERSIST01
@@ -45,7 +54,20 @@ def main(args):
         if args.propagation_check:
             dns_records.wait_until_visible(provider, records, args.propagation_timeout)
         client.restart_clock()  # --timeout counts the CA's part; DNS had --propagation-timeout
-        order = validation.complete(client, work, saved, tasks, args.first_wait, STEP)
+
+        validation.note_answered(work, saved, tasks)
+        first_wait = args.first_wait if tasks else 0.0
+        for task in tasks:
+            challenge, retry_after = rfc8555.answer_challenge(client, task.challenge["url"])
+            validation.check_answer(task, challenge)
+            log.info("Answered %s for %s: the challenge is %s", challenge["type"], task.label, challenge["status"])
+            first_wait = max(first_wait, retry_after or 0.0)
+
+        log.info("Waiting for the CA to validate: polling the order...")
+        with validation.explaining_timeouts(client, saved):
+            order = rfc8555.wait_for_order(client, saved["url"], ("pending",), status=saved["order"]["status"],
+                                           first_wait=first_wait,
+                                           hint=f"run {STEP} again to keep waiting, or raise --timeout")
     validation.finish(client, work, saved, order)
 
 

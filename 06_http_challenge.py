@@ -23,7 +23,8 @@ Writes: order.json (the order, now ready); with --webroot, DIR/.well-known/acme-
 import argparse
 from pathlib import Path
 
-from common import challenges, cli, http01, jws, validation
+from common import challenges, cli, http01, jws, names, rfc8555, validation
+from common.cli import log
 from common.errors import UsageError
 
 STEP = "06_http_challenge.py"
@@ -43,17 +44,45 @@ def main(args):
     with site_from_args(args) as site:
         client = cli.connect_account(args, work)
         thumbprint = jws.key_thumbprint(client.key)
-        tasks = validation.open_tasks(client, saved, challenges.HTTP01)
-        key_authzs = {t.challenge["token"]: challenges.key_authorization(t.challenge["token"], thumbprint)
-                      for t in tasks}
+        log.debug("Account key thumbprint (RFC 7638): %s", thumbprint)
+
+        urls = saved["order"]["authorizations"]
+        log.info("Fetching the order's %s...", names.count(len(urls), "authorization"))
+        tasks = []
+        for url in urls:
+            authz = rfc8555.get_authorization(client, url)
+            task = validation.to_prove(saved, url, authz, challenges.HTTP01)  # None: valid already
+            if task:
+                tasks.append(task)
+
+        key_authzs = {}
+        for task in tasks:
+            token = task.challenge["token"]
+            key_authzs[token] = challenges.key_authorization(token, thumbprint)
+            log.debug("  %s: file contents, the key authorization (token \".\" thumbprint): %s",
+                      task.label, key_authzs[token])
         if tasks:
             site.publish(key_authzs)
         if args.self_check:
             for task in tasks:
                 token = task.challenge["token"]
-                http01.self_check(task.authz["identifier"]["value"], token, key_authzs[token])
-        order = validation.complete(client, work, saved, tasks, args.first_wait, STEP)
+                http01.self_check(task.domain, token, key_authzs[token])
+
+        validation.note_answered(work, saved, tasks)
+        first_wait = args.first_wait if tasks else 0.0
+        for task in tasks:
+            challenge, retry_after = rfc8555.answer_challenge(client, task.challenge["url"])
+            validation.check_answer(task, challenge)
+            log.info("Answered %s for %s: the challenge is %s", challenge["type"], task.label, challenge["status"])
+            first_wait = max(first_wait, retry_after or 0.0)
+
+        log.info("Waiting for the CA to validate: polling the order...")
+        with validation.explaining_timeouts(client, saved):
+            order = rfc8555.wait_for_order(client, saved["url"], ("pending",), status=saved["order"]["status"],
+                                           first_wait=first_wait,
+                                           hint=f"run {STEP} again to keep waiting, or raise --timeout")
     validation.finish(client, work, saved, order)
+
 
 def site_from_args(args):
     """--webroot DIR, or --standalone on --http-port of --bind."""

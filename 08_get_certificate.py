@@ -13,6 +13,8 @@ Reads:  order.json, cert.key, cert.csr, account.json, account.key, session.json
 Writes: cert.pem (the leaf), chain.pem (the intermediates), fullchain.pem (both, for servers)
 """
 
+import sys
+
 from common import certs, cli, rfc8555, workdir
 from common.cli import log
 from common.errors import UsageError
@@ -43,7 +45,12 @@ def main(args):
     for line in certs.describe_certificate(leaf):
         log.info("  %s", line)
     log.info("Wrote %s, %s, %s", *(work.path(n) for n in (workdir.CERT, workdir.CHAIN, workdir.FULLCHAIN)))
-    log.info("Next: 09_export_pkcs12.py for Windows/IIS, or install fullchain.pem and cert.key on your server")
+    if sys.stdin.isatty():
+        log.info("Next: 09_export_pkcs12.py for Windows/IIS (it asks for the .pfx password), "
+                 "or install fullchain.pem and cert.key on your server")
+    else:  # 09 would have no terminal to ask for the password on
+        log.info("Next: 09_export_pkcs12.py --password-file FILE for Windows/IIS (the .pfx password on FILE's first "
+                 "line, or --password-env VAR), or install fullchain.pem and cert.key on your server")
 
 
 def _preferred(client, chain, alternates, issuer):

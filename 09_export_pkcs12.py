@@ -17,7 +17,7 @@ Writes: certificate.pfx (mode 0600: it holds the private key; kept unless --forc
         install-iis.ps1 (0644; written again with every new .pfx)
 """
 
-from common import certs, cli, iis, keys, names, pkcs12, workdir
+from common import acme_servers, certs, cli, iis, keys, names, pkcs12, workdir
 from common.cli import log
 from common.errors import UsageError
 
@@ -54,7 +54,20 @@ def main(args):
     log.info("  It imports the .pfx into Cert:\\LocalMachine\\WebHosting and binds every name (SNI, port 443) in "
              "IIS site %r;\n  -Site NAME for another site, -CentralCertStore DIR for IIS's Central Certificate Store.",
              args.iis_site)
-    log.info("Then check what the server sends: 21_check_endpoint.py %s", dns_names[0].removeprefix("*."))
+    if _from_local_ca(work):  # Pebble's certificates are for trying the steps out: no server on the Internet has one
+        log.info("This certificate comes from the local test CA, which nothing trusts: install it only to try the "
+                 "steps out. With a real CA's certificate in place, 21_check_endpoint.py NAME checks what the "
+                 "server sends.")
+    else:
+        log.info("Then check what the server sends: 21_check_endpoint.py %s", dns_names[0].removeprefix("*."))
+
+
+def _from_local_ca(work):
+    """True if account.json says the certificate came from the local test CA."""
+    try:
+        return work.exists(workdir.ACCOUNT) and acme_servers.is_local_ca(work.read_account().get("directory_url"))
+    except UsageError:  # a damaged account.json: the certificate is judged real
+        return False
 
 
 if __name__ == "__main__":

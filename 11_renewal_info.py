@@ -19,8 +19,9 @@ Writes: renewal.json (the decision: window, chosen time, when to ask again)
 import datetime
 from pathlib import Path
 
-from common import cli, renewal, workdir
+from common import certs, cli, renewal, rfc8555, workdir
 from common.cli import log
+from common.errors import AcmeError
 
 NOT_DUE = 3
 
@@ -31,10 +32,36 @@ def main(args):
     account = work.read_account() if work.exists(workdir.ACCOUNT) else None
     client = cli.connect(args, work, account=account, signing=False)
     now = datetime.datetime.now(datetime.timezone.utc)
-    decision = renewal.decide(client, work, cert, now)
-    for line in renewal.describe(decision, now):
-        log.info("%s", line)
-    if decision.due(now):
+    saved = renewal.saved_decision(work, cert)  # renewal.json, if it is about this certificate
+
+    if not client.directory.get("renewalInfo"):
+        decision = renewal.lifetime_decision(cert)
+    elif renewal.asked_recently(saved, now):
+        log.info("Asked the CA already; asking again after %s (its Retry-After)", saved.ask_again_after)
+        decision = saved
+    else:
+        cert_id = certs.ari_cert_id(cert)
+        log.info("Asking the CA for the renewal window of %s...", cert_id)
+        try:
+            info, retry_after = rfc8555.renewal_info(client, cert_id)
+        except AcmeError as exc:
+            if exc.status != 404:  # 404: a certificate the CA keeps no renewal information for
+                raise
+            log.warning("warning: the CA has no renewal information for this certificate; going by its lifetime")
+            decision = renewal.lifetime_decision(cert)
+        else:
+            decision = renewal.ari_decision(cert, info, retry_after, saved, now)  # a random time in the window
+    renewal.save(work, decision)  # later runs, from cron, keep to the same time
+
+    if decision.source == "ari":
+        log.info("The CA suggests renewing between %s and %s", decision.window_start, decision.window_end)
+        if decision.explanation_url:
+            log.info("  why: %s", decision.explanation_url)
+    else:
+        log.info("The CA offers no renewal information (ARI): going by the certificate's lifetime")
+    due = decision.due(now)
+    log.info("Renewal time chosen: %s (%s)", decision.renew_at, "due now" if due else "not due yet")
+    if due:
         log.info("Next: renew with 03_create_csr.py --names-from-cert, 05_new_order.py --replaces, 06, 07, 08 "
                  "(or renew.sh)")
         return 0

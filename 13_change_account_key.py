@@ -56,8 +56,10 @@ def main(args):
     elif recorded.get("key_thumbprint") not in (None, jws.key_thumbprint(old_key)):
         raise UsageError("account.key is not the key account.json was registered with: run 04_new_account.py")
     else:
-        # A key from a file, or from an interrupted run, may be known to the CA already: ask first.
-        owner = rollover.key_owner(client, new_key) if resuming or args.new_key else None
+        owner = None
+        if resuming or args.new_key:  # a key from a file, or from an interrupted run, may be known to the CA already
+            log.info("Asking the CA whose account the new key is (newAccount with onlyReturnExisting)...")
+            owner = rollover.key_owner(client, new_key)
         if owner == client.kid:
             log.info("The CA already has the new key for this account (the interrupted run got that far)")
         elif owner:

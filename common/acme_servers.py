@@ -5,8 +5,10 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import socket
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .errors import UsageError
 
@@ -60,6 +62,35 @@ def local_ca_state() -> dict[str, str]:
     if not isinstance(state, dict) or not all(isinstance(state.get(k), str) for k in keys):
         raise UsageError(f"{path} is damaged: {start} again")
     return state
+
+
+def is_local_ca(directory_url: str | None) -> bool:
+    """True if ``directory_url`` is the local test CA's, as its state.json says (whether it runs or not)."""
+    try:
+        return bool(directory_url) and local_ca_state()["directory_url"] == directory_url
+    except UsageError:
+        return False
+
+
+def local_ca_running() -> bool:
+    """True if the local test CA is set up and its ACME port takes a connection (a quick local check)."""
+    try:
+        url = urlsplit(local_ca_state()["directory_url"])
+        with socket.create_connection((url.hostname or "localhost", url.port or 443), timeout=1):
+            return True
+    except (UsageError, OSError, ValueError):
+        return False
+
+
+def first_server_option() -> str:
+    """The --server a first 04_new_account.py needs to reach the CA the user works with, for a "Next:" line.
+
+    None when $ACME_SERVER names it; ``pebble`` while the local test CA runs (without it the step
+    would go to Let's Encrypt staging); else the default, staging, spelt out.
+    """
+    if os.environ.get("ACME_SERVER"):
+        return ""
+    return "--server pebble" if local_ca_running() else f"--server {DEFAULT_SERVER}"
 
 
 def resolve_server(server: str) -> tuple[str, str | None]:

@@ -34,7 +34,11 @@ def record_for(challenge_type: str, task: Task, thumbprint: str, account_url: st
         except ValueError as exc:
             raise AcmeError(f"the CA's dns-persist-01 challenge for {task.label} cannot be used: {exc}") from None
         return TxtRecord(name, value)
-    value = challenges.dns01_txt_value(challenges.key_authorization(task.challenge["token"], thumbprint))
+    key_authz = challenges.key_authorization(task.challenge["token"], thumbprint)
+    value = challenges.dns01_txt_value(key_authz)
+    # -v shows what the value hashes: nothing secret, since token and thumbprint are both public.
+    log.debug("  %s: key authorization (token \".\" thumbprint) %s", task.label, key_authz)
+    log.debug("  %s: TXT value base64url(SHA-256(key authorization)) %s", task.label, value)
     if challenge_type == challenges.DNS_ACCOUNT01:
         return TxtRecord(challenges.dns_account01_record_name(domain, account_url), value)
     return TxtRecord(challenges.dns01_record_name(domain), value)

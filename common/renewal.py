@@ -18,9 +18,8 @@ from typing import Any
 
 from cryptography import x509
 
-from . import certs, resources, rfc8555
-from .errors import AcmeError, UsageError
-from .transport import Client
+from . import certs, resources
+from .errors import UsageError
 from .workdir import RENEWAL, WorkDir
 
 log = logging.getLogger("acme")
@@ -48,34 +47,29 @@ class Decision:
         return now >= _time(self.renew_at)
 
 
-def decide(client: Client, work: WorkDir, cert: x509.Certificate, now: datetime.datetime | None = None) -> Decision:
-    """The renewal decision for ``cert``: the saved one while it stands, else a new one, saved."""
-    now = now or datetime.datetime.now(datetime.timezone.utc)
-    saved = _saved(work, cert)
-    if not client.directory.get("renewalInfo"):
-        decision = saved if saved and saved.source == "lifetime" else lifetime_decision(cert)
-    elif saved and saved.source == "ari" and saved.ask_again_after and now < _time(saved.ask_again_after):
-        log.info("Asked the CA already; asking again after %s (its Retry-After)", saved.ask_again_after)
-        return saved
-    else:
-        decision = ari_decision(client, cert, saved, now)
-    work.write_json(RENEWAL, asdict(decision))
-    return decision
-
-
-def ari_decision(client: Client, cert: x509.Certificate, saved: Decision | None,
-                 now: datetime.datetime) -> Decision:
-    """Ask the CA (RFC 9773 §4.2) and pick a time in its window: the same one as before if the
-    window has not moved, else a new one, uniformly at random."""
-    cert_id = certs.ari_cert_id(cert)
-    log.info("Asking the CA for the renewal window of %s...", cert_id)
+def saved_decision(work: WorkDir, cert: x509.Certificate) -> Decision | None:
+    """renewal.json's decision if it is about this certificate and well formed; else None (decide anew)."""
+    if not work.exists(RENEWAL):
+        return None
     try:
-        info, retry_after = rfc8555.renewal_info(client, cert_id)
-    except AcmeError as exc:
-        if exc.status != 404:
-            raise
-        log.warning("warning: the CA has no renewal information for this certificate; going by its lifetime")
-        return lifetime_decision(cert)
+        data: Any = work.read_json(RENEWAL)
+        decision = Decision(**data)
+        _time(decision.renew_at)
+    except (UsageError, TypeError, ValueError) as exc:  # damaged: only a lost decision, made again
+        log.debug("  ignoring renewal.json: %s", exc)
+        return None
+    return decision if decision.certificate == certs.fingerprint(cert) else None
+
+
+def asked_recently(saved: Decision | None, now: datetime.datetime) -> bool:
+    """True while the CA's Retry-After from the last renewalInfo answer has not passed (RFC 9773 §4.3)."""
+    return bool(saved and saved.source == "ari" and saved.ask_again_after and now < _time(saved.ask_again_after))
+
+
+def ari_decision(cert: x509.Certificate, info: dict[str, Any], retry_after: float | None, saved: Decision | None,
+                 now: datetime.datetime) -> Decision:
+    """A time in the window of the CA's renewalInfo answer (RFC 9773 §4.2): the same one as before if
+    the window has not moved, else a new one, uniformly at random; and when to ask again."""
     window = info["suggestedWindow"]
     start, end = resources.rfc3339(window["start"]), resources.rfc3339(window["end"])
     assert start is not None and end is not None  # resources.renewal_info checked them
@@ -102,18 +96,9 @@ def forget(work: WorkDir) -> None:
     work.path(RENEWAL).unlink(missing_ok=True)
 
 
-def _saved(work: WorkDir, cert: x509.Certificate) -> Decision | None:
-    """renewal.json's decision if it is about this certificate and well formed; else None (decide anew)."""
-    if not work.exists(RENEWAL):
-        return None
-    try:
-        data: Any = work.read_json(RENEWAL)
-        decision = Decision(**data)
-        _time(decision.renew_at)
-    except (UsageError, TypeError, ValueError) as exc:  # damaged: only a lost decision, made again
-        log.debug("  ignoring renewal.json: %s", exc)
-        return None
-    return decision if decision.certificate == certs.fingerprint(cert) else None
+def save(work: WorkDir, decision: Decision) -> None:
+    """Keep the decision in renewal.json, so later runs (from cron) agree with this one."""
+    work.write_json(RENEWAL, asdict(decision))
 
 
 def _time(text: str) -> datetime.datetime:
@@ -125,17 +110,3 @@ def _time(text: str) -> datetime.datetime:
 
 def _text(when: datetime.datetime) -> str:
     return when.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def describe(decision: Decision, now: datetime.datetime) -> list[str]:
-    """What to tell the user, one line each."""
-    lines = []
-    if decision.source == "ari":
-        lines.append(f"The CA suggests renewing between {decision.window_start} and {decision.window_end}")
-        if decision.explanation_url:
-            lines.append(f"  why: {decision.explanation_url}")
-    else:
-        lines.append("The CA offers no renewal information (ARI): going by the certificate's lifetime")
-    state = "due now" if decision.due(now) else "not due yet"
-    lines.append(f"Renewal time chosen: {decision.renew_at} ({state})")
-    return lines

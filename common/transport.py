@@ -187,7 +187,7 @@ class Client:
             asked = f", and the CA asks to wait {describe_seconds(seconds)} more" if long_wait else ""
             raise StepTimeoutError(f"gave up after {self.elapsed():.1f} s (--timeout {self.timeout:.0f}): "
                            f"{still}{asked}; {hint}")
-        log.debug("  waiting %.1f s", seconds)
+        log.debug("  waiting %s s", f"{round(seconds, 2):g}")  # --first-wait 0.25 shows as 0.25
         time.sleep(seconds)
 
     # -- URLs the CA hands out ---------------------------------------------------------------

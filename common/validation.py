@@ -1,13 +1,20 @@
-"""Proving control of the order's names (RFC 8555 §7.5): what every challenge step shares.
+"""Identifier validation (RFC 8555 §7.5, §8): the bookkeeping around step 06's requests.
 
-Fetch the order's authorizations and keep the pending ones, answer their challenges, then wait
-for the order to turn ``ready``. How a challenge is met (a TXT record, a file on a web server)
-is the step's own business; the CA's side of it is the same for all of them.
+Step 06 makes the requests itself: it fetches each authorization of the order
+(``rfc8555.get_authorization``), answers the chosen challenge of the pending ones
+(``rfc8555.answer_challenge``) and polls the order until it is ready
+(``rfc8555.wait_for_order``). What it does with their answers lives here: which
+authorizations still need proving, and whether they are for a name of the order; which
+challenges this work dir answered (noted in order.json); a challenge the CA already calls
+invalid; and, when the order does not turn ready, where each authorization stands. How a
+challenge is met (a TXT record, a file on a web server) is each step's own business.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +37,11 @@ class Task:
     authz: dict[str, Any]
     challenge: dict[str, Any]
 
+    @property
+    def domain(self) -> str:
+        """The name the challenge is about: example.com for *.example.com (§7.1.3 ``wildcard``)."""
+        return str(self.authz["identifier"]["value"])
+
 
 def already_proven(saved: dict[str, Any]) -> bool:
     """True, saying what comes next, when order.json's order needs no more proving."""
@@ -40,76 +52,62 @@ def already_proven(saved: dict[str, Any]) -> bool:
     return status in ("ready", "valid")
 
 
-def open_tasks(client: Client, saved: dict[str, Any], challenge_type: str) -> list[Task]:
-    """The order's pending authorizations, each with its ``challenge_type`` challenge.
+def to_prove(saved: dict[str, Any], url: str, authz: dict[str, Any], challenge_type: str) -> Task | None:
+    """What to do about one fetched authorization, said in one line: prove it (a Task), or nothing (None).
 
     Every authorization must be for a name of the order: a CA that slips in another name
-    must not get a record published for it or a name reported as proven.
+    must not get a record published for it or a name reported as proven. A valid one needs
+    nothing (CAs reuse recent authorizations); one that is neither valid nor pending ends
+    the order.
     """
     ordered = {ident["value"] for ident in saved["order"]["identifiers"]}
-    answered = set(saved.get("answered", []))
-    tasks = []
-    for url in saved["order"]["authorizations"]:
-        authz = rfc8555.get_authorization(client, url)
-        label = resources.identifier_label(authz)
-        if label not in ordered:
-            raise AcmeError(f"the CA's authorization {url} is for {label}, which this order does not name "
-                            f"({', '.join(sorted(ordered))}): refusing to prove it")
-        if authz["status"] == "valid":
-            mine = any(c["url"] in answered for c in authz["challenges"])
-            log.info("%s: already valid (%s)", label,
-                     "proven by an earlier run of this step" if mine else "the CA reused an earlier authorization")
-            continue
-        if authz["status"] != "pending":
-            raise AcmeError(f"the authorization for {label} is {authz['status']}: run 05_new_order.py for a new order")
-        tasks.append(Task(label, authz, rfc8555.find_challenge(authz, challenge_type)))
-    return tasks
+    label = resources.identifier_label(authz)
+    if label not in ordered:
+        raise AcmeError(f"the CA's authorization {url} is for {label}, which this order does not name "
+                        f"({', '.join(sorted(ordered))}): refusing to prove it")
+    if authz["status"] == "valid":
+        mine = any(c["url"] in saved.get("answered", []) for c in authz["challenges"])
+        log.info("  %s: already valid (%s)", label,
+                 "proven by an earlier run of this step" if mine else "the CA reused an earlier authorization")
+        return None
+    if authz["status"] != "pending":
+        raise AcmeError(f"the authorization for {label} is {authz['status']}: run 05_new_order.py for a new order")
+    challenge = rfc8555.find_challenge(authz, challenge_type)
+    log.info("  %s: pending, to prove with %s", label, challenge_type)
+    return Task(label, authz, challenge)
 
 
-def answer(client: Client, work: WorkDir, saved: dict[str, Any], tasks: list[Task], first_wait: float) -> float:
-    """Answer every task's challenge (§7.5.1); returns how long to wait before the first poll.
+def note_answered(work: WorkDir, saved: dict[str, Any], tasks: list[Task]) -> None:
+    """Note in order.json the challenges about to be answered, before answering them.
 
-    order.json notes the challenges first, so a later run can tell this order's own valid
-    authorizations from ones the CA reused. A challenge the CA already calls invalid in its
-    answer stops the step at once, with the CA's error: waiting would only end in a timeout.
+    A later run then tells this order's own valid authorizations from ones the CA reused.
     """
-    saved["answered"] = saved.get("answered", []) + [task.challenge["url"] for task in tasks]
-    work.write_json(ORDER, saved)
-    for task in tasks:
-        challenge, retry_after = rfc8555.answer_challenge(client, task.challenge["url"])
-        if challenge["status"] == "invalid":
-            raise AcmeError(f"the CA says the {challenge['type']} challenge for {task.label} is invalid",
-                            challenge.get("error"))
-        log.info("Answered %s for %s", challenge["type"], task.label)
-        first_wait = max(first_wait, retry_after or 0.0)
-    return first_wait
+    if tasks:
+        saved["answered"] = saved.get("answered", []) + [task.challenge["url"] for task in tasks]
+        work.write_json(ORDER, saved)
 
 
-def wait_until_ready(client: Client, saved: dict[str, Any], first_wait: float, step: str) -> dict[str, Any]:
-    """Poll the order until no authorization is pending; on a timeout, say where each one stands.
+def check_answer(task: Task, challenge: dict[str, Any]) -> None:
+    """Stop at once if the CA already calls the answered challenge invalid (§7.5.1), with its error:
+    waiting for the order would only end in a timeout."""
+    if challenge["status"] == "invalid":
+        raise AcmeError(f"the CA says the {challenge['type']} challenge for {task.label} is invalid",
+                        challenge.get("error"))
+
+
+@contextmanager
+def explaining_timeouts(client: Client, saved: dict[str, Any]) -> Iterator[None]:
+    """Turn the step's timeout while polling the order into an error saying where each authorization stands.
 
     Some CAs leave an order ``pending`` after a failed challenge, or put the challenge back to
     ``pending`` without an error: only the authorizations themselves tell what happened.
     """
     try:
-        return rfc8555.wait_for_order(client, saved["url"], ("pending",), status=saved["order"]["status"],
-                                      first_wait=first_wait,
-                                      hint=f"run {step} again to keep waiting, or raise --timeout")
+        yield
     except StepTimeoutError as exc:
         client.allow_more(EXPLAIN_GRACE)
         raise AcmeError(str(exc), {"type": "about:blank", "detail": "where each authorization stands",
                                    "subproblems": rfc8555.failed_authorizations(client, saved["order"])}) from None
-
-
-def complete(client: Client, work: WorkDir, saved: dict[str, Any], tasks: list[Task], first_wait: float,
-             step: str) -> dict[str, Any]:
-    """Answer the tasks' challenges and wait for the order to be ready; with no tasks (every
-    authorization already valid), only look at the order."""
-    if not tasks:
-        return wait_until_ready(client, saved, 0.0, step)
-    first_wait = answer(client, work, saved, tasks, first_wait)
-    log.info("Waiting for the CA to validate...")
-    return wait_until_ready(client, saved, first_wait, step)
 
 
 def finish(client: Client, work: WorkDir, saved: dict[str, Any], order: dict[str, Any]) -> None:

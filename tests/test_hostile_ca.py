@@ -384,7 +384,7 @@ def test_07_interrupted_while_processing_resumes_without_finalizing_again(hostil
     ready_order(hostile, work)
     hostile.answer("POST", "/order/1", lambda req: Reply(200, hostile.order_body("processing"), {"Retry-After": "1"}))
     proc = start(7, work, "-v", "--timeout", "60")
-    wait_for_line(proc, "waiting 1.0 s")
+    wait_for_line(proc, "waiting 1 s")
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 143, err

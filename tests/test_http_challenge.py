@@ -196,6 +196,29 @@ def test_standalone_issues_a_certificate(ca_http, account, tmp_path, bind):
     ca_http.finish(work, [name])
 
 
+def test_verbose_shows_the_thumbprint_and_each_files_contents_in_request_order(ca_http, account, tmp_path):
+    """-v: the account key's thumbprint, then per name the key authorization the file holds; the
+    requests in main()'s order: authorization, challenge, order. No private key."""
+    name = unique("verbose")
+    work = ordered(ca_http, account, tmp_path, [name])
+    [authz_url] = json.loads((work / "order.json").read_text())["order"]["authorizations"]
+    result = run06(ca_http, work, "--standalone", "--http-port", str(ca_http.state["http01_port"]), "-v")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    [token] = set(tokens_in(out))
+    key_authz = f"{token}.{thumbprint(work)}"
+    lines = [f"Account key thumbprint (RFC 7638): {thumbprint(work)}", "Fetching the order's 1 authorization...",
+             f"> POST {authz_url}", f"  {name}: pending, to prove with http-01",
+             f"  {name}: file contents, the key authorization (token \".\" thumbprint): {key_authz}",
+             "> POST https://", f"Answered http-01 for {name}", "Waiting for the CA to validate: polling the order...",
+             "Order is ready"]
+    at = 0
+    for line in lines:  # each after the one before
+        assert out.find(line, at) >= 0, f"{line!r} not after position {at}:\n{out}"
+        at = out.find(line, at) + len(line)
+    assert "PRIVATE KEY" not in out + result.stderr
+
+
 # --- when it does not work ---------------------------------------------------------------------------
 
 
