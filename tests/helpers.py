@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import os
+import select
 import selectors
 import shutil
 import signal
@@ -188,21 +189,53 @@ def run_plain(step: int, *args: str, env: dict[str, str], cwd, stdin=None, new_s
 
 
 def wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 60) -> str:
-    """Read a running step's stdout up to the first line holding ``text``; returns what was read.
+    """Read a running step's stdout up to the end of the first line holding ``text``; returns what was read.
 
     Steps log line by line (logging flushes each record), so this follows them as they go.
     """
-    seen = ""
+    return _read_stdout(proc, lambda seen: text in seen and seen.endswith("\n"), repr(text), timeout)
+
+
+def wait_until_blocked_reading(pid: int, timeout: float = 30) -> None:
+    """Wait until process ``pid`` sleeps in the kernel reading its terminal (Linux's /proc); elsewhere wait 1 s.
+
+    A signal sent earlier, between a prompt's write and the read after it, is noticed by Python only
+    once that read returns.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        seen += line
-        if text in line:
-            return seen
-        if not line and proc.poll() is not None:
+        try:
+            wchan = Path(f"/proc/{pid}/wchan").read_text()
+        except OSError:
+            time.sleep(1.0)
+            return
+        if wchan in ("wait_woken", "n_tty_read"):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} never blocked reading its terminal")
+
+
+def read_until(proc: subprocess.Popen, text: str, timeout: float = 60) -> str:
+    """Read a running step's stdout up to ``text``, mid-line too (a step that prints a dot per attempt)."""
+    return _read_stdout(proc, lambda seen: seen.endswith(text), repr(text), timeout)
+
+
+def _read_stdout(proc: subprocess.Popen, enough, what: str, timeout: float) -> str:
+    """Read byte by byte from the pipe itself, so nothing is left in a buffer: proc.communicate() gets the rest."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    fd = proc.stdout.fileno()
+    while time.monotonic() < deadline:
+        if not select.select([fd], [], [], min(1.0, max(deadline - time.monotonic(), 0)))[0]:
+            continue
+        byte = os.read(fd, 1)
+        if not byte:
             break
+        data += byte
+        if enough(data.decode(errors="replace")):
+            return data.decode(errors="replace")
     proc.kill()
-    raise AssertionError(f"{text!r} never appeared:\n{seen}\n{proc.stderr.read()}")
+    raise AssertionError(f"{what} never appeared:\n{data.decode(errors='replace')}\n{proc.communicate()[1]}")
 
 
 def hostile_account(hostile, work: Path, names: list[str] | tuple[str, ...] = ()) -> None:
