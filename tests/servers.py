@@ -89,6 +89,10 @@ def apparmor_confines(program: str, profiles: Path = APPARMOR_PROFILES) -> bool:
 # --- BIND ---------------------------------------------------------------------------------------
 
 
+class AddressTakenError(RuntimeError):
+    """Another session added the address to ``lo`` first: the fixture picks another."""
+
+
 @dataclass
 class Bind:
     """A running named: where it listens, its zones and key, and helpers to look and change.
@@ -179,6 +183,8 @@ class Bind:
     def _add_address(self) -> None:
         result = subprocess.run([_program("ip"), "addr", "add", f"{self.address}/32", "dev", "lo"],
                                 capture_output=True, text=True)
+        if result.returncode and "File exists" in result.stderr:
+            raise AddressTakenError(self.address)  # by a parallel session since _free_bind_address looked
         if result.returncode:
             raise RuntimeError(f"cannot add {self.address} to lo for named ({result.stderr.strip()}): "
                                "the BIND tests need root (CAP_NET_ADMIN and port 53)")
@@ -530,8 +536,16 @@ def _children(pid: int) -> set[int]:
 @pytest.fixture(scope="session")
 def bind(tmp_path_factory) -> Iterator[Bind]:
     """named on 127.53.N.1:53, authoritative for ZONES, updatable with ``bind.key_file``."""
-    server = Bind(tmp_path_factory.mktemp("bind"), _free_bind_address())
-    server.start()
+    workdir = tmp_path_factory.mktemp("bind")
+    for _ in range(10):  # parallel sessions (pytest-xdist workers) may pick the same address at once
+        server = Bind(workdir, _free_bind_address())
+        try:
+            server.start()
+            break
+        except AddressTakenError:
+            continue
+    else:
+        raise RuntimeError("no free address 127.53.N.1 for named after 10 tries")
     try:
         yield server
     finally:

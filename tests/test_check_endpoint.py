@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from helpers import ROOT, free_port
+from helpers import ROOT, free_port, read_until, run_script
 
 from common import served_chain
 from common.errors import UsageError
@@ -28,8 +28,8 @@ STEP = ROOT / "21_check_endpoint.py"
 
 def check(work, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACME_")}
-    return subprocess.run([sys.executable, str(STEP), "--dir", str(work), *args], capture_output=True, text=True,
-                          env={**env, "PYTHONUTF8": "1"}, timeout=timeout)
+    return run_script([sys.executable, str(STEP), "--dir", str(work), *args], env={**env, "PYTHONUTF8": "1"},
+                      timeout=timeout)
 
 
 def shown(result: subprocess.CompletedProcess) -> str:
@@ -165,7 +165,7 @@ def test_silent_port_times_out(issued):
         started = time.monotonic()
         lines = fails(check(work, f"127.0.0.1:{port}", "--servername", name, "--timeout", "1"), 1,
                       "no TLS handshake within 1 s")
-    assert len(lines) == 1 and time.monotonic() - started < 10
+    assert len(lines) == 1 and time.monotonic() - started < 30  # not the default timeout of minutes
 
 
 @pytest.mark.parametrize("target", ["https://example.com/", "example.com:0", "example.com:99999", "example.com:https",
@@ -190,15 +190,16 @@ def test_wait_sees_the_switch_after_a_reload(issued, nginx):
                              "--ca-bundle", str(root), "--wait", "40"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(3)  # two attempts see the old certificate
+        seen = read_until(step, "up to 40 s ..")  # two attempts saw the old certificate
         nginx.change(site, cert=work / "fullchain.pem")
         stdout, stderr = step.communicate(timeout=60)
+        stdout = seen + stdout
     finally:
         step.kill()
     elapsed = time.monotonic() - started
     assert step.returncode == 0, f"{stdout}\n{stderr}"
     assert "not cert.pem yet; asking every 2 s for up to 40 s .." in stdout and "OK: " in stdout
-    assert elapsed < 15
+    assert elapsed < 35  # it saw the switch; it did not wait out the 40 s
 
 
 def test_wait_gives_up_cleanly(issued, sites):
@@ -206,7 +207,7 @@ def test_wait_gives_up_cleanly(issued, sites):
     started = time.monotonic()
     lines = fails(check(work, sites["old"].target, "--servername", name, "--ca-bundle", str(root), "--wait", "3"),
                   1, "serves an older certificate")
-    assert 3 <= time.monotonic() - started < 15
+    assert 3 <= time.monotonic() - started < 40  # it waited the 3 s, and not much more
     assert len(lines) == 2
 
 

@@ -34,7 +34,7 @@ import dns.query
 import dns.rdatatype
 import pytest
 import requests
-from helpers import ROOT, fails, free_port, start_ca, unique, wait_for_line
+from helpers import ROOT, fails, free_port, run_script, start_ca, unique, wait_for_line
 
 from common import errors, http01
 from common.errors import AcmeError, Interrupted, UsageError
@@ -86,8 +86,7 @@ def command(work: Path, *args: str) -> list[str]:
 
 
 def run06(ca, work: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(command(work, *args), capture_output=True, text=True, env=ca.step_env(env),
-                          cwd=work.parent, timeout=120)
+    return run_script(command(work, *args), env=ca.step_env(env), cwd=work.parent, timeout=120)
 
 
 def resolves_to(ca, name: str) -> tuple[list[str], list[str]]:

@@ -12,7 +12,7 @@ import sys
 import termios
 import time
 
-from helpers import ROOT, STEPS, free_port
+from helpers import ROOT, STEPS, free_port, wait_until_blocked_reading
 
 
 def test_demo_runs_twice_from_scratch(tmp_path):
@@ -171,7 +171,7 @@ def test_ctrl_c_at_the_manual_prompt_says_what_may_be_left(ca_bind, bind, work):
     term.expect("Press Enter")
     # A person reads the prompt first. Typed at once, Ctrl-C may land between the prompt's write and
     # the read that follows it, where Python only notices the signal once that read returns.
-    time.sleep(0.5)
+    wait_until_blocked_reading(term.proc.pid)
     term.type("\x03")  # Ctrl-C: the terminal sends SIGINT to the step
     status = term.wait()
     assert status == 130 and "Traceback" not in term.text, term.text

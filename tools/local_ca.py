@@ -206,11 +206,13 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except OSError:
         return False
-    cmdline = Path(f"/proc/{pid}/cmdline")
     try:
-        command = cmdline.read_bytes()
-    except OSError:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
         return True  # no /proc here: the signal check above is all there is
+    if state == "Z":
+        return False  # exited; its parent (init, in a container maybe a slow one) has yet to reap it
     return not command or b"pebble" in command  # empty while a new process is still starting
 
 
