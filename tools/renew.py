@@ -542,17 +542,24 @@ def main(argv: list[str]) -> int:
         if not args.all.is_dir():
             raise UsageError(f"--all {args.all}: not a directory")
         dirs += [d for d in runs.find_work_dirs(args.all) if d not in dirs]
+    given = given_options(args, challenge_options)
+    single = len(args.dir) == 1 and not args.all
+    if single and given and not args.status and not (dirs[0] / "cert.pem").exists() \
+            and (dirs[0] / "account.json").exists():
+        # An account kept for another directory's --fallback: its own step-06 options and profile.
+        path = runs.save_options(dirs[0], given)
+        say(f"Saved in {path}: {given.shown()}; {dirs[0]} holds no certificate to renew (as another "
+            "directory's --fallback, its profile and step-06 options are used)")
+        return 0
     for work in args.dir:
         if not (work / "cert.pem").exists():
             raise UsageError(f"{work}/cert.pem not found: get the first certificate with steps 01 to 08")
-    given = given_options(args, challenge_options)
     if args.status:
         if given or args.force:
             raise UsageError("--status shows what is saved: give only --dir or --all with it")
         for work in dirs:
             say("\n".join(status(work)))
         return 0
-    single = len(args.dir) == 1 and not args.all
     if given and not single:
         extra = [w for w in challenge_options] + [f"--{n.replace('_', '-')}" for n in PER_DIRECTORY
                                                   if getattr(args, n) and n not in ("deploy_hook", "on_failure_hook")]
