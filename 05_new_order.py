@@ -25,17 +25,17 @@ def main(args):
     if args.list_profiles:
         return _list_profiles(cli.connect_account(args, work))
     domains = certs.san_names(work.read_csr())  # local files first: a missing one costs no request
-    replaces = None
-    if args.replaces is not None:  # --replaces alone means the work dir's cert.pem
-        replaces = certs.ari_cert_id(work.read_leaf(args.replaces))
+    replaced = work.read_leaf(args.replaces) if args.replaces is not None else None  # alone: cert.pem
     client = cli.connect_account(args, work)
     offered = rfc8555.profiles(client)
     if args.profile and args.profile not in offered:
         listed = "; ".join(f"{name} ({description})" for name, description in offered.items()) or "none"
         raise UsageError(f"this CA offers no profile {args.profile!r}; it offers: {listed}")
-    if replaces and not client.directory.get("renewalInfo"):
+    replaces = None
+    if replaced is not None and not client.directory.get("renewalInfo"):
         log.warning("warning: this CA has no renewalInfo (ARI), so the order does not say what it replaces")
-        replaces = None
+    elif replaced is not None:  # only a CA with ARI needs the identifier (and the certificate's AKI)
+        replaces = certs.ari_cert_id(replaced)
     url, order = rfc8555.new_order(client, domains, profile=args.profile, replaces=replaces)
     work.write_json(workdir.ORDER, {"url": url, "order": order})
     log.info("Creating order for %s%s... %s: %s", names.count(len(domains), "name"),

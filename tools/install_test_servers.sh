@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the real servers the tests start (tests/servers.py): BIND 9 and nginx (with its stream
-# module) from Debian.
+# module) from Debian, and systemd-analyze (package systemd), which checks the units in systemd/.
 # (bind9 brings bind9-utils and tsig-keygen.)
 #
 # The tests run their own named and nginx from temporary directories on loopback addresses, so
@@ -9,7 +9,7 @@
 # ask /usr/sbin/policy-rc.d first: exit status 101 means "do not start". For the install, such a
 # file takes the place of whatever is there (often nothing on a VM); the original comes back after.
 #
-# Usage: tools/install_test_servers.sh   (as root; does nothing when both servers are installed)
+# Usage: tools/install_test_servers.sh   (as root; does nothing when all are installed)
 set -euo pipefail
 
 packages=()
@@ -17,6 +17,7 @@ command -v named >/dev/null 2>&1 || [ -x /usr/sbin/named ] || packages+=(bind9)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || packages+=(nginx)
 # nginx's stream module (ssl_preread, for the tls-alpn-01 route) is a separate package in Debian.
 [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || packages+=(libnginx-mod-stream)
+command -v systemd-analyze >/dev/null 2>&1 || packages+=(systemd)  # tests check the units in systemd/
 if [ ${#packages[@]} -eq 0 ]; then
   exit 0
 fi
