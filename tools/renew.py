@@ -100,10 +100,12 @@ def say(line: str = "", *, err: bool = False) -> None:
 # --- running the steps ---------------------------------------------------------------------------
 
 
-def step(work: Path, script: str, *args: str, verbose: bool = False, quiet_error: bool = False) -> str:
+def step(work: Path, script: str, *args: str, verbose: bool = False, quiet_error: bool = False,
+         answers: tuple[int, ...] = ()) -> str:
     """Run one numbered step on ``work``, its output shown as it comes; returns what it wrote to stderr.
 
-    Raises StepError. ``quiet_error`` holds the stderr back (alreadyReplaced is handled, not shown).
+    Raises StepError. ``quiet_error`` holds the stderr back (alreadyReplaced is handled, not shown);
+    ``answers`` are exit statuses that are an answer, not a failure (11 --check: 3, not due).
     """
     command = [sys.executable, str(HERE / script), "--dir", str(work), *(["-v"] if verbose else []), *args]
     say(f"-> {shlex.join([script, '--dir', str(work), *args])}")
@@ -118,7 +120,7 @@ def step(work: Path, script: str, *args: str, verbose: bool = False, quiet_error
     status = proc.wait()
     stderr = "".join(seen)
     if status != 0:
-        if not quiet_error:
+        if not quiet_error and status not in answers:
             say(f"renew: {script} failed (exit status {status})", err=True)
         raise StepError(script, status, stderr)
     return stderr
@@ -194,7 +196,7 @@ class Renewal:
             "--server", self.issued_by["directory_url"],
             *(["--ca-bundle", self.issued_by["ca_bundle"]] if self.issued_by.get("ca_bundle") else [])]
         try:
-            step(self.work, "11_renewal_info.py", "--check", *ask, verbose=self.args.verbose)
+            step(self.work, "11_renewal_info.py", "--check", *ask, verbose=self.args.verbose, answers=(NOT_DUE,))
             answered = True
         except StepError as exc:
             answered = exc.status == NOT_DUE
