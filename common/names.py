@@ -84,7 +84,8 @@ def ip_address(raw: str) -> str | None:
     """
     text = raw.strip()
     text = text[1:-1] if text.startswith("[") and text.endswith("]") else text
-    ipv4, ipv6 = re.fullmatch(r"[0-9.]+", text), re.fullmatch(r"[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(%.+)?", text)
+    ipv4 = re.fullmatch(r"[0-9.]+", text)
+    ipv6 = text.count(":") >= 2 and re.fullmatch(r"[0-9A-Za-z:.]+(%.+)?", text)  # name:port has one colon
     if not (ipv4 or ipv6):
         return None  # a name (or nothing): example.com:443 is told apart by normalize_name
     try:
