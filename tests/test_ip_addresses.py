@@ -423,3 +423,22 @@ def test_21_says_when_the_served_leaf_lacks_the_address(ip_certificate):
     problems = served_chain.findings([leaf], leaf, [], "192.0.2.10", None, leaf.not_valid_before_utc)
     assert any("does not cover 192.0.2.10" in p and "127.0.0.1" in p for p in problems)
     assert served_chain.server_name(None, served_chain.parse_target("127.0.0.1:443"), leaf) is None
+
+
+def test_09_exports_an_ip_certificate_and_install_iis_binds_it_by_address(ip_certificate, tmp_path):
+    import shutil
+
+    from test_iis import powershell_problems, read_script, tree_sitter_errors
+
+    work = tmp_path / "acme-work"
+    shutil.copytree(ip_certificate[0], work)
+    result = run_plain(9, "--dir", str(work), "--password-env", "PFX_PW", env=plain_env({"PFX_PW": "a-Pa55word"}),
+                       cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "2 addresses: 127.0.0.1, ::1" in result.stdout and "without SNI" in result.stdout
+    text = read_script(work)
+    assert "$Addresses = @('127.0.0.1', '::1')" in text
+    assert "$Names = [ordered]@{\n\n}" in text  # no DNS name: nothing bound by SNI
+    assert '"${bindAddress}:443:"' in text and "SslFlags]::None" in text
+    assert "Find-AddressBinding $address" in text
+    assert tree_sitter_errors(text) == [] and powershell_problems(text) == []
