@@ -10,6 +10,9 @@ All records are published first, then checked on every authoritative server of t
 (§7.5.1), then the order is polled until it is ready (§7.1.6): one order poll instead of one
 per authorization. The records are removed afterwards, whether validation worked or not.
 
+DNS cannot prove an IP address (RFC 8738 §7): for an order with one, use
+06_http_challenge.py or 06_tls_alpn_challenge.py.
+
 Reads:  order.json, account.json, account.key, session.json
 Writes: order.json (the order, now ready), dns-records.json (while records are published)
 """
@@ -17,12 +20,15 @@ Writes: order.json (the order, now ready), dns-records.json (while records are p
 from common import cli, dns_providers, dns_records, jws, names, rfc8555, validation
 from common.challenges import DNS01, DNS_PERSIST01
 from common.cli import log
+from common.errors import UsageError
 
 STEP = "06_dns_challenge.py"
 
 
 def main(args):
     work = cli.work_dir(args)
+    if not args.cleanup:  # said before DNS or the CA is asked anything
+        refuse_addresses(work.read_order())
     provider = dns_providers.from_args(args)
     if args.cleanup:
         dns_records.remove_leftovers(work, provider)
@@ -69,6 +75,16 @@ def main(args):
                                            first_wait=first_wait,
                                            hint=f"run {STEP} again to keep waiting, or raise --timeout")
     validation.finish(client, work, saved, order)
+
+
+def refuse_addresses(saved):
+    addresses = validation.addresses(saved)
+    if addresses:
+        mixed = len(addresses) < len(saved["order"]["identifiers"])
+        raise UsageError(f"dns-01 cannot prove an IP address ({', '.join(addresses)}): an address has no DNS name "
+                         "for the CA to look a TXT record up under (RFC 8738 §7). Use 06_http_challenge.py (port "
+                         "80) or 06_tls_alpn_challenge.py (port 443)"
+                         + ("; or order the names and the addresses as two certificates" if mixed else ""))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 For each authorization of the order: fetch it; skip it if it is already valid (CAs reuse
 recent authorizations); else take its http-01 challenge and serve the key authorization
   http://<name>/.well-known/acme-challenge/<token>  ->  token "." account-key-thumbprint
+(an IP address is proven the same way, RFC 8738 §4: http://192.0.2.10/..., http://[2001:db8::1]/...)
 either as a file in the document root of the web server you run (--webroot DIR), or from a
 small HTTP server this step runs itself while validation lasts (--standalone). Each name that
 resolves from here is fetched once first, as the CA will fetch it (--no-self-check skips
@@ -20,10 +21,9 @@ Writes: order.json (the order, now ready); with --webroot, DIR/.well-known/acme-
         while the CA validates
 """
 
-import argparse
 from pathlib import Path
 
-from common import challenges, cli, http01, jws, names, rfc8555, validation
+from common import acme_servers, challenges, cli, http01, jws, names, rfc8555, validation
 from common.cli import log
 from common.errors import UsageError
 
@@ -35,7 +35,7 @@ def main(args):
     saved = work.read_order()
     if validation.already_proven(saved):
         return
-    wildcards = [i["value"] for i in saved["order"]["identifiers"] if i["value"].startswith("*.")]
+    wildcards = validation.wildcards(saved)
     if wildcards:
         raise UsageError(f"http-01 cannot prove a wildcard ({', '.join(wildcards)}): a web server answers for "
                          "one name only. Use 06_dns_challenge.py for this order")
@@ -64,9 +64,10 @@ def main(args):
         if tasks:
             site.publish(key_authzs)
         if args.self_check:
+            port = acme_servers.challenge_port(client.directory_url, "http-01")  # 80; a test CA may use another
             for task in tasks:
                 token = task.challenge["token"]
-                http01.self_check(task.domain, token, key_authzs[token])
+                http01.self_check(task.domain, token, key_authzs[token], port=port)
 
         validation.note_answered(work, saved, tasks)
         first_wait = args.first_wait if tasks else 0.0
@@ -93,12 +94,6 @@ def site_from_args(args):
     return http01.standalone(args.http_port or http01.HTTP_PORT, args.bind)
 
 
-def port(text):
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
-    return int(text)
-
-
 if __name__ == "__main__":
     p = cli.parser(__doc__, network=True)
     mode = p.add_mutually_exclusive_group(required=True)
@@ -106,7 +101,7 @@ if __name__ == "__main__":
                       help="write the files under DIR, the document root your web server serves on port 80")
     mode.add_argument("--standalone", action="store_true",
                       help="serve the files from this step itself; nothing else may listen on the port")
-    p.add_argument("--http-port", type=port, metavar="PORT",
+    p.add_argument("--http-port", type=cli.port, metavar="PORT",
                    help="with --standalone: the port to listen on (default: 80, where the CA comes; another one "
                         "only behind a port forward from 80)")
     p.add_argument("--bind", metavar="ADDR", help="with --standalone: listen on this address only (default: all)")

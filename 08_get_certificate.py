@@ -26,7 +26,7 @@ def main(args):
     if not url:
         raise UsageError("order.json has no certificate URL yet: run 07_finalize.py first")
     key = work.read_key(workdir.CERT_KEY)
-    domains = certs.san_names(work.read_csr())
+    domains = certs.san_identifiers(work.read_csr())
     client = cli.connect_account(args, work)
 
     log.info("Downloading certificate...")

@@ -9,7 +9,8 @@ never from the command line, and is never printed.
 
 Next to the .pfx goes install-iis.ps1, a PowerShell script for the Windows server: it imports
 the .pfx into Cert:\\LocalMachine\\WebHosting and gives every name of the certificate an HTTPS
-binding with SNI in IIS (or, with -CentralCertStore, fills IIS's Central Certificate Store).
+binding with SNI in IIS (or, with -CentralCertStore, fills IIS's Central Certificate Store);
+every IP address of the certificate (RFC 8738) a binding on that address, without SNI.
 -v shows the algorithms the written .pfx really uses, read back from the file.
 
 Reads:  cert.key, cert.pem, chain.pem
@@ -34,8 +35,8 @@ def main(args):
     script = iis.install_script(leaf, site=args.iis_site, legacy=args.legacy, pfx_name=workdir.PFX)
     password = pkcs12.read_password(args.password_file, args.password_env)
 
-    dns_names = certs.san_names(leaf)
-    name = args.name or f"{dns_names[0]} {leaf.not_valid_after_utc:%Y-%m-%d}"
+    identifiers = certs.san_identifiers(leaf)  # the names, then or among them IP addresses (RFC 8738)
+    name = args.name or f"{identifiers[0]} {leaf.not_valid_after_utc:%Y-%m-%d}"
     kind = "legacy 3DES-SHA1, SHA-1 MAC" if args.legacy else "AES-256-CBC, SHA-256 MAC"
     log.info("Exporting key, certificate and %d intermediate(s) as PKCS#12 (%s)...", len(chain), kind)
     data = pkcs12.pfx_bytes(key, leaf, chain, password, legacy=args.legacy, friendly_name=name)
@@ -46,7 +47,7 @@ def main(args):
         log.debug("  %-13s %s", part + ":", algorithm)
 
     script_path = work.write_bytes(iis.SCRIPT, iis.script_bytes(script))
-    log.info("Wrote %s for %s", script_path, names.describe_names(dns_names))
+    log.info("Wrote %s for %s", script_path, names.describe_names(identifiers))
     log.info("  certificate thumbprint (SHA-1, as Windows shows it): %s", certs.fingerprint(leaf, "sha1", separator=""))
     log.info("Next: copy %s and %s to one folder on the Windows server and run, as Administrator:",
              workdir.PFX, iis.SCRIPT)
@@ -54,12 +55,15 @@ def main(args):
     log.info("  It imports the .pfx into Cert:\\LocalMachine\\WebHosting and binds every name (SNI, port 443) in "
              "IIS site %r;\n  -Site NAME for another site, -CentralCertStore DIR for IIS's Central Certificate Store.",
              args.iis_site)
+    if certs.ip_sans(leaf):
+        log.info("  Each IP address gets a binding on that address, port 443, without SNI: clients that connect to "
+                 "an address send no server name (RFC 6066 §3).")
     if _from_local_ca(work):  # Pebble's certificates are for trying the steps out: no server on the Internet has one
         log.info("This certificate comes from the local test CA, which nothing trusts: install it only to try the "
                  "steps out. With a real CA's certificate in place, 21_check_endpoint.py NAME checks what the "
                  "server sends.")
     else:
-        log.info("Then check what the server sends: 21_check_endpoint.py %s", dns_names[0].removeprefix("*."))
+        log.info("Then check what the server sends: 21_check_endpoint.py %s", identifiers[0].removeprefix("*."))
 
 
 def _from_local_ca(work):

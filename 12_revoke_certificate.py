@@ -46,7 +46,7 @@ def main(args):
     log.info("Certificate %s:", args.cert or work.path(workdir.CERT))
     for line in certs.describe_certificate(cert):
         log.info("  %s", line)
-    cli.confirm(f"revoke the certificate for {names.describe_names(certs.san_names(cert))} "
+    cli.confirm(f"revoke the certificate for {names.describe_names(certs.san_identifiers(cert))} "
                 f"(serial {cert.serial_number:x}) as {args.reason}", yes=args.yes)
     signer = "the certificate's key (jwk)" if cert_key else "the account (kid)"
     log.info("Revoking it as %s (reason code %d), signed by %s...", args.reason, reason, signer)

@@ -2,7 +2,9 @@
 """Step 21: check that a server really serves the new certificate, with its whole chain.
 
 Connects to HOST[:PORT] (default 443) with TLS, sending the name in SNI (RFC 6066 §3), and
-takes the chain the server actually sends. Then compares it with the work dir:
+takes the chain the server actually sends. HOST may be an IP address (192.0.2.10:8443,
+[2001:db8::1]:8443): for a certificate holding that address no SNI is sent, as clients that
+connect to an address send none, and the leaf must hold the address. Then compares it with the work dir:
   - the leaf must be cert.pem (same SHA-256 fingerprint); if not, it says what is served instead,
   - the leaf's names must cover the name asked for (a wildcard stands for one label, RFC 6125),
   - every intermediate of chain.pem must be sent, in order, after the leaf: a missing one works
@@ -51,9 +53,11 @@ def main(args):
 
 if __name__ == "__main__":
     p = cli.parser(__doc__, verbose="also show the fingerprints compared")
-    p.add_argument("target", metavar="HOST[:PORT]", help="the server to check, e.g. example.com or 192.0.2.7:8443")
+    p.add_argument("target", metavar="HOST[:PORT]",
+                   help="the server to check, e.g. example.com, 192.0.2.7:8443 or [2001:db8::1]:8443")
     p.add_argument("--servername", metavar="NAME",
-                   help="the name to ask for in SNI (default: HOST; for an IP address, cert.pem's first name)")
+                   help="the name to ask for in SNI (default: HOST; for an IP address, none if cert.pem holds it, "
+                        "else cert.pem's first name)")
     trust = p.add_mutually_exclusive_group()
     trust.add_argument("--ca-bundle", metavar="FILE", help="also trust these root certificates (PEM), e.g. a test CA's")
     trust.add_argument("--no-verify", action="store_true", help="only compare with the work dir; do not verify")

@@ -10,7 +10,7 @@ The protocol (RFC 8555):
 - ``resources``    the CA's objects, checked before use (§7.1)
 - ``rfc8555``      one function per ACME endpoint (§7), ARI's renewalInfo (RFC 9773)
 - ``challenges``   key authorizations and each challenge type's record or file (§8, drafts); copy it alone
-- ``validation``   what both challenge steps share: open authorizations, answers, the wait
+- ``validation``   what the challenge steps share: open authorizations, answers, the wait
 - ``errors``       the ways a step ends early: bad input, the CA said no, a timeout, a signal
 
 Proving names (step 06):
@@ -19,11 +19,12 @@ Proving names (step 06):
 - ``dns_records``   the records of an order: computed, listed in dns-records.json, published, removed
 - ``dns_lookup``    CNAMEs, zones, authoritative servers, the propagation check (dnspython)
 - ``http01``        the http-01 webroot and standalone server
+- ``listener``      what the http-01 and tls-alpn-01 servers share: --bind's socket address, clients' addresses
 - ``tls_alpn``      the tls-alpn-01 challenge certificate and the server that answers acme-tls/1 (RFC 8737, 8738)
 
 Keys, certificates and the account:
 - ``keys``         generating, loading and saving keys
-- ``names``        domain-name and host-name checks, IDN conversion both ways
+- ``names``        domain-name, host-name and IP-address checks (RFC 8738, 5952), IDN conversion both ways
 - ``certs``        the CSR, the issued chain and its checks, fingerprints, one-line summaries, the ARI certID
 - ``account``      account.json's record, External Account Binding, deactivation
 - ``rollover``     a key change that survives interruption (step 13)

@@ -72,6 +72,24 @@ def is_local_ca(directory_url: str | None) -> bool:
         return False
 
 
+# Where a CA connects to validate (RFC 8555 §8.3, RFC 8737 §3), and the local test CA's state.json key for its own.
+CHALLENGE_PORTS = {"http-01": (80, "http01_port"), "tls-alpn-01": (443, "tls_alpn01_port")}
+
+
+def challenge_port(directory_url: str | None, challenge_type: str) -> int:
+    """The port the CA connects to for ``challenge_type`` (http-01: 80, tls-alpn-01: 443).
+
+    Real CAs always use those; the local test CA's Pebble uses the ports its configuration
+    names (httpPort, tlsPort), which its state.json lists.
+    """
+    default, key = CHALLENGE_PORTS[challenge_type]
+    if is_local_ca(directory_url):
+        value = local_ca_state().get(key)
+        if isinstance(value, int):
+            return value
+    return default
+
+
 def local_ca_running() -> bool:
     """True if the local test CA is set up and its ACME port takes a connection (a quick local check)."""
     try:

@@ -7,6 +7,7 @@ its ARI certID, a one-line summary and a field-by-field description.
 from __future__ import annotations
 
 import datetime
+import ipaddress
 from pathlib import Path
 
 from cryptography import x509
@@ -25,13 +26,19 @@ MAX_CN_LENGTH = 64
 
 
 def build_csr(key: PrivateKey, names: list[str]) -> x509.CertificateSigningRequest:
-    """A CSR for ``names``, signed by the certificate key (RFC 2986; RFC 8555 §7.4).
+    """A CSR for ``names`` (normalized names and IP addresses), signed by the certificate key (RFC 2986; RFC 8555 §7.4).
 
-    The names go in subjectAltName, which is what CAs check; the first one also becomes
-    the common name for old software that still reads it, when it fits.
+    The names go in subjectAltName, which is what CAs check: a name as a dNSName, an IP
+    address as an iPAddress (RFC 5280 §4.2.1.6; RFC 8738 §3), never the other way round.
+    The first DNS name also becomes the common name for old software that still reads it,
+    when it fits; an address never does (the CA/B Forum rules forbid it there, and Let's
+    Encrypt's IP certificates have no common name).
     """
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])] if len(names[0]) <= MAX_CN_LENGTH else [])
-    san = x509.SubjectAlternativeName([x509.DNSName(n) for n in names])
+    first = next((n for n in names if not _is_address(n)), None)
+    cn = [x509.NameAttribute(NameOID.COMMON_NAME, first)] if first and len(first) <= MAX_CN_LENGTH else []
+    subject = x509.Name(cn)
+    san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(n)) if _is_address(n) else x509.DNSName(n)
+                                       for n in names])
     return (
         x509.CertificateSigningRequestBuilder()
         .subject_name(subject)
@@ -64,6 +71,27 @@ def ip_sans(item: x509.CertificateSigningRequest | x509.Certificate) -> list[str
     """The IP addresses in a CSR's or certificate's subjectAltName, in order, as text."""
     san = _san(item)
     return [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] if san else []
+
+
+def san_identifiers(item: x509.CertificateSigningRequest | x509.Certificate) -> list[str]:
+    """The DNS names and IP addresses (as canonical text) in a CSR's or certificate's subjectAltName, in order:
+    what an order for it names (RFC 8555 §7.4, RFC 8738)."""
+    san = _san(item)
+    found: list[str] = []
+    for entry in san or []:
+        if isinstance(entry, x509.DNSName):
+            found.append(entry.value)
+        elif isinstance(entry, x509.IPAddress):
+            found.append(str(entry.value))
+    return found
+
+
+def _is_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _san(item: x509.CertificateSigningRequest | x509.Certificate) -> x509.SubjectAlternativeName | None:
@@ -113,11 +141,11 @@ def certs_to_pem(certs: list[x509.Certificate]) -> bytes:
 
 
 def check_certificate(cert: x509.Certificate, key: PrivateKey, names: list[str]) -> None:
-    """The certificate must be for our key and exactly the names we asked for."""
+    """The certificate must be for our key and exactly the names (and addresses) we asked for."""
     if not same_public_key(cert, key):
         raise AcmeError("the certificate's public key is not cert.key's: do not install it")
-    if sorted(san_names(cert)) != sorted(names):
-        raise AcmeError(f"the certificate names {san_names(cert)} differ from the CSR's {names}")
+    if sorted(san_identifiers(cert)) != sorted(names):
+        raise AcmeError(f"the certificate names {san_identifiers(cert)} differ from the CSR's {names}")
 
 
 def check_chain(chain: list[x509.Certificate], now: datetime.datetime | None = None) -> None:
@@ -192,11 +220,16 @@ def describe_csr(csr: x509.CertificateSigningRequest) -> list[str]:
 
     return [
         f"subject:   {csr.subject.rfc4514_string() or '(empty)'}",
-        f"names:     {', '.join(san_names(csr))} (subjectAltName: what the CA checks)",
+        f"names:     {_listed(csr)} (subjectAltName: what the CA checks)",
         f"key:       {describe_key(csr.public_key())}",
         f"signature: {csr.signature_hash_algorithm.name if csr.signature_hash_algorithm else '?'} by that key "
         "(proves possession, RFC 2986)",
     ]
+
+
+def _listed(item: x509.CertificateSigningRequest | x509.Certificate) -> str:
+    """'www.example.com, 192.0.2.10 (IP address)': each subjectAltName entry, addresses marked as such."""
+    return ", ".join(f"{v} (IP address)" if _is_address(v) else v for v in san_identifiers(item))
 
 
 def summary(cert: x509.Certificate, now: datetime.datetime | None = None) -> str:
@@ -215,7 +248,7 @@ def describe_certificate(cert: x509.Certificate) -> list[str]:
     """Subject, names, issuer, validity and serial, one per line, for the user to check."""
     return [
         f"subject: {cert.subject.rfc4514_string() or '(empty)'}",
-        f"names:   {', '.join(san_names(cert))}",
+        f"names:   {_listed(cert)}",
         f"issuer:  {cert.issuer.rfc4514_string()}",
         f"valid:   {cert.not_valid_before_utc:%Y-%m-%d %H:%M} to {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC",
         f"serial:  {cert.serial_number:x}",

@@ -97,6 +97,13 @@ def add_poll_options(p: argparse.ArgumentParser, *, first_wait: float) -> None:
                         "wins (default: %(default)s)")
 
 
+def port(text: str) -> int:
+    """An argparse type: a TCP port number, 1 to 65535."""
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
+    return int(text)
+
+
 def seconds(text: str) -> float:
     """An argparse type: a number of seconds from 0 to a day."""
     try:

@@ -22,7 +22,6 @@ wrong directory shows up before a challenge is answered (a failed challenge ends
 from __future__ import annotations
 
 import errno
-import ipaddress
 import logging
 import os
 import socket
@@ -38,7 +37,8 @@ from urllib.parse import urlsplit
 
 from . import challenges
 from .errors import AcmeError, UsageError, despite_interrupts
-from .names import count
+from .listener import client_address, listen_address, url_host, where
+from .names import count, is_ip
 from .resources import shown
 from .workdir import PUBLIC, atomic_write
 
@@ -175,7 +175,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if with_body:
             self.wfile.write(body)
-        client = _client_address(self.client_address[0])
+        client = client_address(self.client_address[0])
         if status == 200:
             # CAs fetch from several places, several times each: one line per place is enough.
             first = (path, client) not in self.server.served
@@ -186,15 +186,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         pass  # logged above, through the step's logger
-
-
-def _client_address(address: str) -> str:
-    """127.0.0.1 rather than ::ffff:127.0.0.1, as a dual-stack socket reports IPv4 clients."""
-    try:
-        mapped = ipaddress.ip_address(address.split("%")[0])
-    except ValueError:
-        return address
-    return str(mapped.ipv4_mapped) if getattr(mapped, "ipv4_mapped", None) else address
 
 
 def _printable_path(path: str) -> str:
@@ -236,10 +227,7 @@ class Standalone:
 
     @property
     def where(self) -> str:
-        if not self.address:
-            return f"port {self.port} (every address)"
-        host = f"[{self.address}]" if ":" in self.address else self.address
-        return f"{host}:{self.port}"
+        return where(self.address, self.port)
 
     def __enter__(self) -> Standalone:
         self.start()
@@ -249,7 +237,7 @@ class Standalone:
         despite_interrupts(self.stop)
 
     def start(self) -> None:
-        family, address, dual_stack = _listen_address(self.address, self.port)
+        family, address, dual_stack = listen_address(self.address, self.port)
         try:
             self._server = _Server(address, family, dual_stack=dual_stack)
         except OSError as exc:
@@ -292,20 +280,6 @@ class Standalone:
         log.info("Stopped the http-01 server on %s", self.where)
 
 
-def _listen_address(address: str | None, port: int) -> tuple[int, tuple, bool]:
-    """(address family, socket address, dual stack?) for ``--bind address`` (None: every address)."""
-    if not address:
-        if socket.has_dualstack_ipv6():
-            return socket.AF_INET6, ("::", port), True
-        return socket.AF_INET, ("0.0.0.0", port), False
-    try:
-        found = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise UsageError(f"--bind {address}: not an address of this machine ({exc})") from None
-    family, _, _, _, sockaddr = found[0]
-    return family, sockaddr, False
-
-
 def standalone(port: int = HTTP_PORT, address: str | None = None) -> Standalone:
     """``with http01.standalone(80) as server: server.publish({token: key_authz})`` (RFC 8555 §8.3)."""
     return Standalone(port, address)
@@ -318,6 +292,9 @@ def self_check(name: str, token: str, key_authz: str, *, port: int = HTTP_PORT,
                resolve_timeout: float = 5.0) -> bool:
     """Fetch ``http://<name>/.well-known/acme-challenge/<token>`` as the CA will (RFC 8555 §8.3).
 
+    ``name`` may be an IP address (RFC 8738 §4): the CA fetches ``http://192.0.2.10/...``, or
+    ``http://[2001:db8::1]/...`` for IPv6, and so does this.
+
     True if it answers ``key_authz`` (trailing whitespace aside, as CAs allow); False, with a
     note, when ``name`` does not resolve from here, so there is nothing to check; a UsageError
     saying what came back otherwise. Redirects are followed, as the CA follows them, and an
@@ -328,10 +305,10 @@ def self_check(name: str, token: str, key_authz: str, *, port: int = HTTP_PORT,
     import requests  # here, not at the top: nothing else in this module needs it
     from urllib3.exceptions import InsecureRequestWarning
 
-    if not _resolves(name, resolve_timeout):
+    if not is_ip(name) and not _resolves(name, resolve_timeout):
         log.info("Self-check of %s skipped: the name does not resolve from here", name)
         return False
-    url = f"http://{name}{'' if port == HTTP_PORT else f':{port}'}{_path(token)}"
+    url = f"http://{url_host(name)}{'' if port == HTTP_PORT else f':{port}'}{_path(token)}"
     session = requests.Session()
     session.trust_env = False  # the CA uses no proxy, so neither does its rehearsal
     session.max_redirects = MAX_REDIRECTS

@@ -11,7 +11,7 @@ import unicodedata
 
 from cryptography import x509
 
-from .certs import fingerprint, san_names
+from .certs import fingerprint, ip_sans, san_names
 from .errors import UsageError
 from .names import count, to_unicode
 
@@ -36,21 +36,24 @@ def install_script(cert: x509.Certificate, *, site: str, legacy: bool, pfx_name:
     """
     if not site.strip() or any(unicodedata.category(c).startswith("C") for c in site):
         raise UsageError("--iis-site needs the name of an IIS site, without control characters")
-    names = san_names(cert)
-    if not names:
-        raise UsageError("cert.pem has no DNS names: IIS binds host names, so there is nothing to bind")
-    width = max(len(_ps(n)) for n in names)
+    names, addresses = san_names(cert), ip_sans(cert)
+    if not names and not addresses:
+        raise UsageError("cert.pem has no DNS names and no IP addresses: IIS binds by those, so there is nothing "
+                         "to bind")
+    width = max((len(_ps(n)) for n in names), default=0)
     name_lines = []
     for name in names:
         unicode_name = to_unicode(name)
         note = f"  # {unicode_name}" if unicode_name != name else ""
         name_lines.append(f"    {_ps(name):<{width}} = {_ps(ccs_file_name(name))}{note}")
     encryption = "3DES-SHA1 with a SHA-1 MAC" if legacy else "AES-256-CBC with a SHA-256 MAC"
-    first = names[0] + (f" and {count(len(names) - 1, 'more name')}" if len(names) > 1 else "")
+    everything = names + addresses
+    first = everything[0] + (f" and {count(len(everything) - 1, 'more name')}" if len(everything) > 1 else "")
     header = _HEADER.format(
         first=first,
         pfx=pfx_name,
-        names="\n                    ".join(names),
+        names="\n                    ".join(names) or "(none)",
+        addresses="\n                    ".join(addresses) or "(none)",
         thumbprint=fingerprint(cert, "sha1", separator=""),  # how Windows names a certificate
         serial=f"{cert.serial_number:x}",
         not_after=f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC",
@@ -60,6 +63,7 @@ def install_script(cert: x509.Certificate, *, site: str, legacy: bool, pfx_name:
         site=_ps(site),
         thumbprint=_ps(fingerprint(cert, "sha1", separator="")),
         names="\n".join(name_lines),
+        addresses=", ".join(_ps(a) for a in addresses),
         not_after=_ps(f"{cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}"),
         encryption=_ps(encryption),
         build=0 if legacy else FIRST_BUILD_FOR_AES,
@@ -97,15 +101,19 @@ _HEADER = """\
         serial      {serial}
         expires     {not_after}
         names       {names}
+        addresses   {addresses}
     09 writes a new script with every new .pfx: run the one that came with the .pfx.
 
     Default: imports the .pfx into Cert:\\LocalMachine\\WebHosting, the store IIS keeps SNI
-    certificates in, and gives every name an HTTPS binding on port 443 with SNI that uses it.
-    A binding that exists already (in any site) gets the new certificate in place of its old
-    one; a name without one gets a new binding in -Site.
+    certificates in, and gives every name an HTTPS binding on port 443 with SNI that uses it,
+    and every IP address a binding on that address, port 443, without SNI (a client that
+    connects to an address sends no server name, RFC 6066 §3). A binding that exists already
+    (in any site) gets the new certificate in place of its old one; a name or address without
+    one gets a new binding in -Site.
 
     -CentralCertStore DIR: writes the .pfx into IIS's Central Certificate Store instead, once
-    per name as <name>.pfx, and gives names without a binding one that uses the store.
+    per name as <name>.pfx, and gives names without a binding one that uses the store. The
+    store finds certificates by the name a client asks for: IP addresses cannot use it.
 
     Both: the intermediate certificates go into the machine's Intermediate Certification
     Authorities store, so IIS sends the whole chain. Running the script twice does no harm.
@@ -162,6 +170,8 @@ $NotAfter   = {not_after}
 $Names = [ordered]@{{
 {names}
 }}
+# Every IP address of the certificate (RFC 8738): bound by address, without SNI.
+$Addresses = @({addresses})
 $PfxEncryption = {encryption}
 $FirstBuild    = {build}   # the oldest Windows build that reads it: {build_note}
 """
@@ -197,6 +207,10 @@ $iisMajor = [int]$inetStp.MajorVersion
 if ($CentralCertStore -and -not (Test-Path -LiteralPath $CentralCertStore -PathType Container)) {
     throw "Central Certificate Store folder $CentralCertStore not found"
 }
+if ($CentralCertStore -and $Names.Count -eq 0) {
+    throw ('The Central Certificate Store finds certificates by host name, and this certificate holds IP ' +
+           'addresses only: run without -CentralCertStore')
+}
 
 # IIS's configuration through Microsoft.Web.Administration's ServerManager, the API IIS Manager
 # itself uses, as Get-IISServerManager of the IISAdministration module hands it out. That module
@@ -226,7 +240,8 @@ if (-not $leaf -or $leaf.Thumbprint -ne $Thumbprint) {
     throw ("$PfxPath holds certificate $($leaf.Thumbprint), not ${Thumbprint}. " +
            'Run the install-iis.ps1 that 09 wrote with this .pfx')
 }
-Write-Host "Installing certificate $Thumbprint (expires $NotAfter) for $($Names.Count) name(s)"
+Write-Host ("Installing certificate $Thumbprint (expires $NotAfter) for $($Names.Count) name(s) and " +
+            "$($Addresses.Count) IP address(es)")
 
 # ---- 2. Intermediates into the machine's Intermediate Certification Authorities store --------
 # Windows builds the chain IIS sends from the machine's stores; an intermediate that only sits
@@ -277,7 +292,7 @@ if ($CentralCertStore) {
     Write-Host "  imported the certificate into Cert:\LocalMachine\WebHosting"
 }
 
-# ---- 4. IIS bindings: https, port 443, SNI, one per name ---------------------------------------
+# ---- 4. IIS bindings: https, port 443, one per name (SNI) and one per IP address (no SNI) ------
 # Through Microsoft.Web.Administration's ServerManager (see step 1). Not the older
 # WebAdministration cmdlets: Get-WebBinding -HostHeader takes '*' as a wildcard pattern, so
 # '*.example.com' would also find the bindings of every subdomain, and a binding's
@@ -316,14 +331,52 @@ function Find-HttpsBinding([string]$Name) {
     }
 }
 
+function Find-AddressBinding([string]$Address) {
+    # Every https binding on port 443 for this IP address with no host name, in any site. IIS
+    # writes an IPv6 address in brackets, perhaps in another textual form: compared as addresses.
+    $wanted = [System.Net.IPAddress]::Parse($Address)
+    foreach ($s in $manager.Sites) {
+        foreach ($b in $s.Bindings) {
+            if ($b.Protocol -eq 'https' -and $b.BindingInformation -match '^(.*):(\d+):(.*)$' -and
+                $Matches[2] -eq '443' -and $Matches[3] -eq '') {
+                $bound = $null
+                if ([System.Net.IPAddress]::TryParse($Matches[1].Trim('[', ']'), [ref]$bound) -and
+                    $bound.Equals($wanted)) {
+                    [pscustomobject]@{ Site = $s; Binding = $b }
+                }
+            }
+        }
+    }
+}
+
+# What to bind: each name on *:443:<name> with SNI; each IP address on <address>:443: without
+# SNI, as a client that connects to an address sends no server name (RFC 6066 §3).
+$targets = @()
+foreach ($name in $Names.Keys) {
+    $targets += [pscustomobject]@{ Label = $name; Info = "*:443:$name"; Sni = $true
+                                   Found = @(Find-HttpsBinding $name) }
+}
+foreach ($address in $Addresses) {
+    $bindAddress = if ($address.Contains(':')) { "[$address]" } else { $address }
+    $targets += [pscustomobject]@{ Label = $address; Info = "${bindAddress}:443:"; Sni = $false
+                                   Found = @(Find-AddressBinding $address) }
+}
+
 $changed = $false
 $replaced = @{}   # thumbprint -> store of certificates no binding here uses any more
-foreach ($name in $Names.Keys) {
+foreach ($t in $targets) {
+    $name = $t.Label
     if ($name.StartsWith('*.') -and $iisMajor -lt 10) {
         Write-Warning "${name}: IIS $iisMajor cannot bind a wildcard host name (IIS 10 and later can). Bind it by hand."
         continue
     }
-    $found = @(Find-HttpsBinding $name)
+    if ($CentralCertStore -and -not $t.Sni) {
+        Write-Warning ("${name}: the Central Certificate Store finds certificates by host name, and a client " +
+                       'connecting to an address sends none. Run without -CentralCertStore to bind it.')
+        continue
+    }
+    $sniWanted = if ($t.Sni) { $SniFlag } else { 0 }
+    $found = @($t.Found)
     if ($found.Count -eq 0) {
         $target = $manager.Sites[$Site]
         if (-not $target) {
@@ -331,14 +384,16 @@ foreach ($name in $Names.Keys) {
             throw "IIS has no site named '$Site' to add the binding for $name to. Pass -Site with one of: '$known'"
         }
         if ($CentralCertStore) {
-            $binding = $target.Bindings.Add("*:443:$name", 'https')
+            $binding = $target.Bindings.Add($t.Info, 'https')
             $newFlags = $SniFlag -bor $CcsFlag
             $binding.SetAttributeValue('sslFlags', $newFlags)
-        } else {
+        } elseif ($t.Sni) {
             $sni = [Microsoft.Web.Administration.SslFlags]::Sni
-            $binding = $target.Bindings.Add("*:443:$name", $hash, 'WebHosting', $sni)
+            $binding = $target.Bindings.Add($t.Info, $hash, 'WebHosting', $sni)
+        } else {
+            $binding = $target.Bindings.Add($t.Info, $hash, 'WebHosting', [Microsoft.Web.Administration.SslFlags]::None)
         }
-        Write-Host "  ${name}: new binding *:443:$name in site '$($target.Name)'"
+        Write-Host "  ${name}: new binding $($t.Info) in site '$($target.Name)'$(if (-not $t.Sni) { ' (no SNI)' })"
         $changed = $true
         continue
     }
@@ -358,7 +413,7 @@ foreach ($name in $Names.Keys) {
         $current = ''
         if ($old.CertificateHash) { $current = [BitConverter]::ToString($old.CertificateHash).Replace('-', '') }
         if ($current -eq $Thumbprint -and $old.CertificateStoreName -eq 'WebHosting' -and
-            ($flags -band $SniFlag) -and -not ($flags -band $CcsFlag)) {
+            ($flags -band $SniFlag) -eq $sniWanted -and -not ($flags -band $CcsFlag)) {
             Write-Host "  ${name}: $where already uses this certificate"
             continue
         }
@@ -368,7 +423,8 @@ foreach ($name in $Names.Keys) {
         $new.BindingInformation = $old.BindingInformation
         $new.CertificateHash = $hash
         $new.CertificateStoreName = 'WebHosting'
-        $newFlags = ($flags -band (-bnot $CcsFlag)) -bor $SniFlag   # SNI on; no longer the CCS
+        # SNI on for a name, off for an address; no longer the CCS
+        $newFlags = ($flags -band (-bnot ($CcsFlag -bor $SniFlag))) -bor $sniWanted
         $new.SetAttributeValue('sslFlags', $newFlags)
         $item.Site.Bindings.Remove($old)
         $item.Site.Bindings.Add($new) | Out-Null
@@ -389,6 +445,6 @@ foreach ($oldThumbprint in $replaced.Keys) {
     Write-Host "The previous certificate $oldThumbprint stays in Cert:\LocalMachine\$oldStore; once nothing uses it:"
     Write-Host "  Remove-Item Cert:\LocalMachine\$oldStore\$oldThumbprint"
 }
-$checkName = @($Names.Keys)[0] -replace '^\*\.', ''
+$checkName = if ($Names.Count) { @($Names.Keys)[0] -replace '^\*\.', '' } else { @($Addresses)[0] }
 Write-Host "Done. Check what the server sends, from any machine: 21_check_endpoint.py $checkName"
 """

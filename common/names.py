@@ -1,8 +1,10 @@
-"""Domain names: as a CA will accept them (lowercase A-labels, wildcards only at the left), as a
-client may connect to them (host names), and back to the Unicode people write."""
+"""Domain names and IP addresses: as a CA will accept them (lowercase A-labels, wildcards only at
+the left; addresses in canonical text, RFC 8738 §3), as a client may connect to them (host
+names), and back to the Unicode people write."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 import idna
@@ -70,6 +72,57 @@ def normalize_name(raw: str) -> str:
     return f"*.{base}" if wildcard else base
 
 
+def ip_address(raw: str) -> str | None:
+    """The canonical text of an IP address (RFC 8738 §3), or None when ``raw`` is not one; UsageError for
+    an address no certificate can hold.
+
+    IPv4 in dotted decimal; IPv6 in any textual form (brackets too), given back in RFC 5952's
+    form: lower case, longest run of zeros as ``::`` (``2001:DB8:0:0::1`` -> ``2001:db8::1``).
+    Refused: an IPv4-mapped IPv6 address (``::ffff:192.0.2.1``: clients connect to the IPv4
+    address, and a certificate holding the IPv6 form would not match it), and a zone
+    (``fe80::1%eth0``: it means something on this machine only).
+    """
+    text = raw.strip()
+    text = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    ipv4 = re.fullmatch(r"[0-9.]+", text)
+    ipv6 = text.count(":") >= 2 and re.fullmatch(r"[0-9A-Za-z:.]+(%.+)?", text)  # name:port has one colon
+    if not (ipv4 or ipv6):
+        return None  # a name (or nothing): example.com:443 is told apart by normalize_name
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        example = "192.0.2.10 (four numbers 0-255, no leading zeros)" if ipv4 else "2001:db8::1"
+        raise UsageError(f"invalid address {raw!r}: not an IP address such as {example}") from None
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.scope_id:
+            raise UsageError(f"invalid address {raw!r}: a zone (%{address.scope_id}) names an interface of this "
+                             "machine only; a certificate holds the address without it")
+        if address.ipv4_mapped is not None:
+            raise UsageError(f"invalid address {raw!r}: an IPv4-mapped IPv6 address; give the IPv4 address "
+                             f"{address.ipv4_mapped} itself, which is what clients connect to")
+    return str(address)  # Python's text for an IPv6 address is RFC 5952's
+
+
+def is_ip(value: str) -> bool:
+    """True for an identifier value that is an IP address (as :func:`normalize_identifier` gives them)."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def identifier(value: str) -> dict[str, str]:
+    """The ACME identifier for a normalized value: ``{"type": "ip", ...}`` for an address (RFC 8738 §3), else dns."""
+    return {"type": "ip" if is_ip(value) else "dns", "value": value}
+
+
+def normalize_identifier(raw: str) -> str:
+    """A name (see :func:`normalize_name`) or an IP address in canonical text (see :func:`ip_address`)."""
+    address = ip_address(raw)
+    return address if address is not None else normalize_name(raw)
+
+
 def host_name(raw: str, shown: str | None = None) -> str:
     """A DNS host name to connect to, as A-labels in lower case, or UsageError naming ``shown`` (else ``raw``).
 
@@ -98,18 +151,32 @@ def _idna_problem(name: str, exc: Exception) -> str:
 
 
 def describe_names(names: list[str], shown: int = 5) -> str:
-    """'1 name: a.example' or '120 names: a, b, c, d, e and 115 more', for one-line logs."""
+    """'1 name: a.example' or '120 names: a, b, c, d, e and 115 more', for one-line logs.
+
+    IP addresses among them are counted as such: '2 names and 1 address: ...'.
+    """
     head = ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
-    return f"{count(len(names), 'name')}: {head}"
+    return f"{describe_count(names)}: {head}"
+
+
+def describe_count(values: list[str]) -> str:
+    """'3 names', '1 address', '2 names and 1 address': what a list of identifier values holds."""
+    addresses = sum(1 for v in values if is_ip(v))
+    if not addresses:
+        return count(len(values), "name")
+    if addresses == len(values):
+        return count(addresses, "address")
+    return f"{count(len(values) - addresses, 'name')} and {count(addresses, 'address')}"
 
 
 def count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+    """'1 name', '2 names', '2 addresses'."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}{'es' if noun.endswith('s') else 's'}"
 
 
 def normalize_names(raw_names: list[str]) -> list[str]:
-    """Normalize every name and drop repeats, keeping the order given."""
-    names = list(dict.fromkeys(normalize_name(n) for n in raw_names))
+    """Normalize every name (or IP address, RFC 8738) and drop repeats, keeping the order given."""
+    names = list(dict.fromkeys(normalize_identifier(n) for n in raw_names))
     if not names:
         raise UsageError("give at least one name with -d NAME")
     return names

@@ -6,12 +6,14 @@ Each takes a :class:`common.transport.Client` and returns what the CA said, chec
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from . import jws, resources
 from .errors import AcmeError
 from .jws import b64url
 from .keys import PrivateKey
+from .names import identifier
 from .transport import PEM_CHAIN, Client, Response
 
 
@@ -118,12 +120,14 @@ def new_order(client: Client, names: list[str], *, profile: str | None = None,
               replaces: str | None = None) -> tuple[str, dict[str, Any]]:
     """Ask for a certificate for ``names`` (§7.4); returns the order URL (Location) and the order.
 
-    ``profile`` names one of the directory's ``meta.profiles`` (draft-ietf-acme-profiles §3);
+    A name is a ``dns`` identifier, an IP address (canonical text, RFC 5952 for IPv6) an ``ip``
+    one (RFC 8738 §3). ``profile`` names one of the directory's ``meta.profiles``
+    (draft-ietf-acme-profiles §3);
     ``replaces`` is the ARI certID of the certificate this one renews (RFC 9773 §5), so the CA
     can link the two. The order must be for exactly the names asked: everything later (which
     records step 06 publishes) trusts its identifiers.
     """
-    payload: dict[str, Any] = {"identifiers": [{"type": "dns", "value": name} for name in names]}
+    payload: dict[str, Any] = {"identifiers": [identifier(name) for name in names]}
     if profile:
         payload["profile"] = profile
     if replaces:
@@ -132,10 +136,24 @@ def new_order(client: Client, names: list[str], *, profile: str | None = None,
     if not resp.location:
         raise AcmeError("the CA's newOrder response has no Location header (the order URL)")
     order = client.checked(resources.order, resp, "order")
-    got = sorted((i["type"], i["value"].lower()) for i in order["identifiers"])
-    if got != sorted(("dns", name) for name in names):
+    got = sorted(canonical_identifier(i) for i in order["identifiers"])
+    if got != sorted(canonical_identifier(identifier(name)) for name in names):
         raise AcmeError(f"the CA's order is for other names than asked: {[v for _, v in got]} instead of {names}")
     return resp.location, order
+
+
+def canonical_identifier(identifier: dict[str, Any]) -> tuple[str, str]:
+    """(type, value) to compare identifiers by: names in lower case, addresses in canonical text (RFC 8738 §3).
+
+    A CA may write an address its own way (2001:db8:0:0::1); it is still the one asked for.
+    """
+    kind, value = str(identifier["type"]), str(identifier["value"])
+    if kind == "ip":
+        try:
+            return kind, str(ipaddress.ip_address(value))
+        except ValueError:
+            return kind, value
+    return kind, value.lower()
 
 
 def get_authorization(client: Client, url: str) -> dict[str, Any]:

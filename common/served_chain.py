@@ -96,10 +96,12 @@ def parse_target(text: str) -> Target:
 
 
 def server_name(servername: str | None, target: Target, leaf: x509.Certificate) -> str | None:
-    """The SNI name to send: --servername, else the host, else (an IP address) cert.pem's first name.
+    """The SNI name to send: --servername, else the host; for an IP address, none if cert.pem holds
+    that address (an IP certificate, RFC 8738), else cert.pem's first name.
 
-    SNI carries only host names (RFC 6066 §3), so an IP address never goes there; without a
-    name at all, None: no SNI, and the address itself is what the certificate must cover.
+    SNI carries only host names (RFC 6066 §3), so an IP address never goes there. A client that
+    connects to an address sends no SNI, so that is how an IP certificate is checked: None, and
+    the address itself is what the certificate must cover.
     """
     if servername:
         if ipaddress_or_none(servername) is not None:
@@ -107,6 +109,8 @@ def server_name(servername: str | None, target: Target, leaf: x509.Certificate) 
         return host_name(servername)
     if target.ip is None:
         return target.host
+    if str(target.ip) in ip_sans(leaf):
+        return None
     names = [n for n in san_names(leaf) if not n.startswith("*.")]
     return names[0] if names else None
 

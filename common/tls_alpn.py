@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from .errors import UsageError, despite_interrupts
-from .http01 import _client_address, _listen_address
+from .listener import client_address, listen_address, where
 from .names import count
 
 if TYPE_CHECKING:
@@ -336,10 +336,7 @@ class ChallengeServer:
 
     @property
     def where(self) -> str:
-        if not self.address:
-            return f"port {self.port} (every address)"
-        host = f"[{self.address}]" if ":" in self.address else self.address
-        return f"{host}:{self.port}"
+        return where(self.address, self.port)
 
     def __enter__(self) -> ChallengeServer:
         self.start()
@@ -352,7 +349,7 @@ class ChallengeServer:
 
     def start(self) -> None:
         """Listen (a UsageError when the port is taken or needs root), then serve from a thread."""
-        family, address, dual_stack = _listen_address(self.address, self.port)
+        family, address, dual_stack = listen_address(self.address, self.port)
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as http.server does: TIME_WAIT is no conflict
@@ -422,10 +419,10 @@ class ChallengeServer:
                 continue  # the client gave up meanwhile (ECONNABORTED)
             with self._lock:
                 if len(self._connections) >= MAX_CONNECTIONS:
-                    log.debug("  %s: too many connections at once, closed", _client_address(peer[0]))
+                    log.debug("  %s: too many connections at once, closed", client_address(peer[0]))
                     conn.close()
                     continue
-                thread = threading.Thread(target=self._serve, args=(conn, _client_address(peer[0])),
+                thread = threading.Thread(target=self._serve, args=(conn, client_address(peer[0])),
                                           name="tls-alpn-01 connection", daemon=True)
                 self._connections[thread] = conn
             thread.start()

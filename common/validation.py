@@ -31,7 +31,7 @@ EXPLAIN_GRACE = 30.0
 
 @dataclass
 class Task:
-    """One name still to prove: its authorization and the challenge picked for it."""
+    """One name (or IP address) still to prove: its authorization and the challenge picked for it."""
 
     label: str  # the name as the order lists it: *.example.com for a wildcard's authorization
     authz: dict[str, Any]
@@ -39,7 +39,7 @@ class Task:
 
     @property
     def domain(self) -> str:
-        """The name the challenge is about: example.com for *.example.com (§7.1.3 ``wildcard``)."""
+        """The name (or address) the challenge is about: example.com for *.example.com (§7.1.3 ``wildcard``)."""
         return str(self.authz["identifier"]["value"])
 
 
@@ -62,7 +62,8 @@ def to_prove(saved: dict[str, Any], url: str, authz: dict[str, Any], challenge_t
     """
     ordered = {ident["value"] for ident in saved["order"]["identifiers"]}
     label = resources.identifier_label(authz)
-    if label not in ordered:
+    wanted = {rfc8555.canonical_identifier(ident) for ident in saved["order"]["identifiers"]}
+    if rfc8555.canonical_identifier({**authz["identifier"], "value": label}) not in wanted:
         raise AcmeError(f"the CA's authorization {url} is for {label}, which this order does not name "
                         f"({', '.join(sorted(ordered))}): refusing to prove it")
     if authz["status"] == "valid":
@@ -75,6 +76,16 @@ def to_prove(saved: dict[str, Any], url: str, authz: dict[str, Any], challenge_t
     challenge = rfc8555.find_challenge(authz, challenge_type)
     log.info("  %s: pending, to prove with %s", label, challenge_type)
     return Task(label, authz, challenge)
+
+
+def wildcards(saved: dict[str, Any]) -> list[str]:
+    """The wildcard names of order.json's order (*.example.com): only a DNS challenge proves them."""
+    return [i["value"] for i in saved["order"]["identifiers"] if i["value"].startswith("*.")]
+
+
+def addresses(saved: dict[str, Any]) -> list[str]:
+    """The IP addresses of order.json's order (RFC 8738): DNS cannot prove them (§7)."""
+    return [i["value"] for i in saved["order"]["identifiers"] if i["type"] == "ip"]
 
 
 def note_answered(work: WorkDir, saved: dict[str, Any], tasks: list[Task]) -> None:

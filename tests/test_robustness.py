@@ -256,14 +256,15 @@ def test_new_account_email_updates_contact(ca, work):
 
 
 @pytest.mark.parametrize(("step", "args", "words"), [
-    (3, ["-d", "192.0.2.1"], ["invalid name", "IP address"]),
+    (3, ["-d", "192.0.2.256"], ["invalid address", "not an IP address"]),  # a valid one is an IP identifier
+    (3, ["-d", "::ffff:192.0.2.1"], ["invalid address", "IPv4-mapped", "192.0.2.1"]),
     (3, ["-d", "https://example.com/"], ["invalid name", "bare domain name"]),
     (3, ["-d", "example.com:443"], ["invalid name", "bare domain name"]),
     (4, ["--server", "pebble", "--agree-tos", "--email", "x@y.com?subject=hi"], ["invalid email"]),
     (4, ["--server", "pebble", "--agree-tos", "--email", "bad"], ["invalid email"]),
     (4, ["--server", "pebble", "--agree-tos", "--ca-bundle", "/nonexistent/ca.pem"], ["cannot read CA bundle"]),
     (4, ["--server", "ftp://x", "--agree-tos"], ["unknown server", "ftp://x"]),
-], ids=["ip", "url", "port", "email-query", "email-bare", "ca-bundle", "ftp"])
+], ids=["ip", "ipv4-mapped", "url", "port", "email-query", "email-bare", "ca-bundle", "ftp"])
 def test_bad_input_exits_2(ca, work, step, args, words):
     ca.ok(1, work)
     ca.ok(2, work, "--key-type", "ec256")

@@ -270,6 +270,7 @@ def start(args: argparse.Namespace) -> None:
         "dns_server": dns,
         "pebble_dns": args.pebble_dns or dns,
         "http01_port": args.http_port,
+        "tls_alpn01_port": args.tls_port,
         "pids": pids,
         "pebble_log": str(state_dir / "pebble.log"),
     }
