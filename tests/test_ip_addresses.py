@@ -229,6 +229,30 @@ def test_ipv6_by_tls_alpn01(ca, work):
     assert leaf_sans(issued(ca, work)) == ([], ["::1"])
 
 
+def test_renew_sh_renews_an_address_certificate_by_tls_alpn01(ca, work):
+    """renew.sh --tls-alpn saves the choice and runs 06_tls_alpn_challenge.py with its options."""
+    account(ca, work)
+    order(ca, work, ["127.0.0.1"])
+    alpn06(ca, work)
+    old = issued(ca, work)
+    while old.serial_number.bit_length() % 8 == 0:  # Pebble cannot match such a serial in replaces
+        order(ca, work, ["127.0.0.1"])
+        alpn06(ca, work)
+        old = issued(ca, work)
+    command = ["bash", str(ROOT / "renew.sh"), "--dir", str(work), "--tls-alpn", "--tls-port",
+               str(ca.ports["tls_port"]), "--force"]
+    result = subprocess.run(command, capture_output=True, text=True, env={**ca.step_env(), "PYTHON": sys.executable},
+                            cwd=work.parent, timeout=240)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    assert f"-> 06_tls_alpn_challenge.py --dir {work} --tls-port {ca.ports['tls_port']}" in result.stdout
+    # Pebble reuses half of the valid authorizations: then there is nothing left to serve.
+    assert re.search(r"127\.0\.0\.1: (pending, to prove with tls-alpn-01|already valid)", result.stdout)
+    new = x509.load_pem_x509_certificate((work / "cert.pem").read_bytes())
+    assert new.serial_number != old.serial_number and leaf_sans(new) == ([], ["127.0.0.1"])
+    saved = json.loads((work / "renew-options.json").read_text())
+    assert saved["challenge_step"] == "06_tls_alpn_challenge.py"
+
+
 def test_a_name_and_an_address_in_one_order(ca, work):
     account(ca, work)
     name = unique("mixed")

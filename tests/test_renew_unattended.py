@@ -431,11 +431,8 @@ def test_usage_errors(tmp_path):
         result = renew(None, *args)
         assert result.returncode == 2 and words in result.stderr, shown(result)
         assert len(result.stderr.strip().splitlines()) == 1, shown(result)
-    tls_alpn = renew(None, "--dir", tmp_path, "--tls-alpn")
-    if (ROOT / runs.TLS_ALPN_CHALLENGE).exists():
-        assert json.loads((tmp_path / runs.OPTIONS).read_text())["challenge_step"] == runs.TLS_ALPN_CHALLENGE
-    else:
-        assert tls_alpn.returncode == 2 and runs.TLS_ALPN_CHALLENGE in tls_alpn.stderr, shown(tls_alpn)
+    both = renew(None, "--dir", tmp_path, "--tls-alpn", "--http")
+    assert both.returncode == 2 and "give one" in both.stderr, shown(both)
     empty = tmp_path / "empty"
     empty.mkdir()
     nothing = renew(None, "--all", empty)

@@ -509,9 +509,6 @@ def given_options(args: argparse.Namespace, challenge_options: list[str]) -> Ren
     if args.http:
         challenge = runs.HTTP_CHALLENGE
     if args.tls_alpn:
-        if not (HERE / runs.TLS_ALPN_CHALLENGE).exists():
-            raise UsageError(f"--tls-alpn needs {runs.TLS_ALPN_CHALLENGE}, which this checkout does not have yet: "
-                        "use the DNS (default) or --http")
         challenge = runs.TLS_ALPN_CHALLENGE
     cwd = Path.cwd()
     fallback = None
