@@ -16,7 +16,7 @@ from common.errors import AcmeError, UsageError
 
 # Order states (RFC 8555 §7.1.6) in which finalizing cannot work yet, and what to do instead.
 NOT_YET = {
-    "pending": "prove the names first with 06_dns_challenge.py",
+    "pending": "prove the names first with 06_dns_challenge.py, 06_http_challenge.py or 06_tls_alpn_challenge.py",
     "invalid": "it cannot be finalized; start a new order with 05_new_order.py",
 }
 RESUME = ("order.json keeps the order as processing: run 07_finalize.py again to keep waiting "

@@ -13,7 +13,8 @@ ACME_ERROR_PREFIX = "urn:ietf:params:acme:error:"
 # What to do about the problem types a step's user can fix (RFC 8555 §6.7).
 HINTS = {
     "accountDoesNotExist": "the CA does not know this account key (a restarted test CA?): run 04_new_account.py",
-    "orderNotReady": "the order is not ready: prove the names first (06_dns_challenge.py or 06_http_challenge.py), "
+    "orderNotReady": "the order is not ready: prove the names first (06_dns_challenge.py, 06_http_challenge.py or "
+                     "06_tls_alpn_challenge.py), "
                      "or run 05_new_order.py for a new order",
     "badCSR": "the CSR does not match the order: run 03_create_csr.py and 05_new_order.py again",
     "rateLimited": "wait as the detail says; test against staging, whose limits are higher",
