@@ -68,6 +68,8 @@ def saved_decision(work: WorkDir, cert: x509.Certificate) -> Decision | None:
         data: Any = work.read_json(RENEWAL)
         decision = Decision(**data)
         _time(decision.renew_at)
+        if decision.explanation_url is not None and not _sane_url(decision.explanation_url):
+            decision.explanation_url = None  # saved by an older version that kept whatever the CA sent
     except (UsageError, TypeError, ValueError) as exc:  # damaged: only a lost decision, made again
         log.debug("  ignoring renewal.json: %s", exc)
         return None
@@ -110,6 +112,11 @@ def ari_decision(cert: x509.Certificate, info: dict[str, Any], retry_after: floa
                     explanation_url(info.get("explanationURL")), _text(now + _recheck(retry_after)))
 
 
+def _sane_url(value: Any) -> bool:
+    return (isinstance(value, str) and len(value) <= MAX_URL and value.isprintable() and " " not in value
+            and urlsplit(value).scheme == "https" and bool(urlsplit(value).hostname))
+
+
 def _window_time(value: str, what: str) -> datetime.datetime:
     """A suggestedWindow time as UTC, if it can be written down again (resources.renewal_info parsed it)."""
     when = resources.rfc3339(value)
@@ -135,8 +142,7 @@ def explanation_url(value: Any) -> str | None:
     line saying so) otherwise: it is printed and saved, so a megabyte of it must not be."""
     if value is None:
         return None
-    if (isinstance(value, str) and len(value) <= MAX_URL and value.isprintable() and " " not in value
-            and urlsplit(value).scheme == "https" and urlsplit(value).hostname):
+    if _sane_url(value):
         return value
     log.warning("warning: dropped the CA's explanationURL, which is not an https link of at most %d "
                 "characters: %s", MAX_URL, bounded(value, 80))
