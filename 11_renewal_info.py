@@ -50,7 +50,11 @@ def main(args):
             log.warning("warning: the CA has no renewal information for this certificate; going by its lifetime")
             decision = renewal.lifetime_decision(cert)
         else:
-            decision = renewal.ari_decision(cert, info, retry_after, saved, now)  # a random time in the window
+            try:
+                decision = renewal.ari_decision(cert, info, retry_after, saved, now)  # a random time in the window
+            except renewal.UnusableWindowError as exc:  # a window that is no answer: nothing of it is kept
+                log.warning("warning: %s; going by the certificate's lifetime", exc)
+                decision = renewal.lifetime_decision(cert)
     renewal.save(work, decision)  # later runs, from cron, keep to the same time
 
     if decision.source == "ari":

@@ -24,7 +24,7 @@ from common.cli import log
 
 def main(args):
     api = alibaba_deploy.connect(args)
-    bundle = alibaba_deploy.read_bundle(cli.work_dir(args))
+    bundle = alibaba_deploy.read_bundle(cli.work_dir(args, lock=False))
     name = alibaba_deploy.certificate_name(bundle, args.cert_name)
     about = certs.summary(bundle.leaf)
 

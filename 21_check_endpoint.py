@@ -25,7 +25,7 @@ from common.cli import log
 
 
 def main(args):
-    work = cli.work_dir(args)
+    work = cli.work_dir(args, lock=False)
     leaf = work.read_certificates(workdir.CERT)[0]
     chain = work.read_certificates(workdir.CHAIN)
     target = served_chain.parse_target(args.target)

@@ -1,7 +1,7 @@
 """The command-line contract every step shares: options, output levels and exit statuses.
 
-Exit status 0: done. 1: the CA or the network said no. 2: bad input or a missing earlier
-step. Neither failure prints a traceback.
+Exit status 0: done. 1: the CA or the network said no. 2: bad input, a missing earlier
+step, or another step still changing the work directory. Neither failure prints a traceback.
 """
 
 from __future__ import annotations
@@ -162,8 +162,12 @@ def _error(*lines: str) -> None:
     print("error: " + "\n".join(printable(line) for line in lines), file=sys.stderr)
 
 
-def work_dir(args: argparse.Namespace) -> workdir.WorkDir:
-    return workdir.WorkDir(args.dir)
+def work_dir(args: argparse.Namespace, *, lock: bool = True) -> workdir.WorkDir:
+    """The --dir work directory, locked for this step (exit 2 if another step is changing it).
+
+    ``lock=False`` is for the steps that only read it (20, 21): they may run beside any other.
+    """
+    return workdir.WorkDir(args.dir, lock_as=Path(sys.argv[0]).name if lock else None)
 
 
 def connect(args: argparse.Namespace, work: workdir.WorkDir, *, account: dict | None = None,

@@ -52,7 +52,7 @@ class AcmeError(Exception):
 
     @property
     def type(self) -> str:
-        return _text(self.problem.get("type", ""))
+        return bounded(self.problem.get("type", ""))
 
     def is_type(self, name: str) -> bool:
         """Whether the CA sent the ACME problem type ``name``, e.g. ``"badNonce"`` (RFC 8555 §6.7).
@@ -79,7 +79,7 @@ class AcmeError(Exception):
         """The message, the problem type and detail, then each subproblem (§6.7.1)."""
         out = [str(self)]
         if self.problem.get("type") or self.problem.get("detail"):
-            out.append(f"  {_text(self.problem.get('type') or 'about:blank')}: {_text(self.problem.get('detail'))}")
+            out.append(f"  {bounded(self.problem.get('type') or 'about:blank')}: {bounded(self.problem.get('detail'))}")
         hint = self.hint()
         if hint:
             out.append(f"  ({hint})")
@@ -89,7 +89,7 @@ class AcmeError(Exception):
             if len(subproblems) > MAX_SUBPROBLEMS:
                 out.append(f"    ... and {len(subproblems) - MAX_SUBPROBLEMS} more")
         elif subproblems is not None:
-            out.append(f"    (subproblems that are not a list: {_text(subproblems)})")
+            out.append(f"    (subproblems that are not a list: {bounded(subproblems)})")
         return out
 
 
@@ -124,19 +124,19 @@ def despite_interrupts(cleanup: Callable[[], None]) -> None:
 def _subproblem(sub: Any) -> str:
     """'dns:example.com: urn:...:dns: detail' for a well-formed subproblem, the raw text otherwise."""
     if not isinstance(sub, dict):
-        return _text(sub)
+        return bounded(sub)
     ident = sub.get("identifier")
     if isinstance(ident, dict):
-        who = f"{_text(ident.get('type', '?'))}:{_text(ident.get('value', '?'))}"
+        who = f"{bounded(ident.get('type', '?'))}:{bounded(ident.get('value', '?'))}"
     else:
-        who = _text(ident) if ident else "-"
-    return f"{who}: {_text(sub.get('type', ''))}: {_text(sub.get('detail', ''))}"
+        who = bounded(ident) if ident else "-"
+    return f"{who}: {bounded(sub.get('type', ''))}: {bounded(sub.get('detail', ''))}"
 
 
-def _text(value: Any) -> str:
-    """Any JSON value as bounded, printable text."""
+def bounded(value: Any, limit: int = MAX_FIELD) -> str:
+    """Any JSON value from outside (a CA, a cloud API) as bounded, printable text: what may be shown or stored."""
     text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return printable(text[:MAX_FIELD] + ("..." if len(text) > MAX_FIELD else ""))
+    return printable(text[:limit] + ("..." if len(text) > limit else ""))
 
 
 def printable(text: str) -> str:

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .workdir import CERT, PRIVATE, atomic_write
+from .workdir import CERT, PRIVATE, atomic_write, timestamp
 
 OPTIONS = "renew-options.json"
 STATE = "renew-state.json"
@@ -179,7 +179,7 @@ def record_success(state: dict[str, Any], issued_by: dict[str, Any]) -> dict[str
 
 
 def text(when: datetime.datetime) -> str:
-    return when.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return timestamp(when)  # RFC 3339, checked to read back
 
 
 def parse_time(value: Any) -> datetime.datetime | None:

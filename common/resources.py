@@ -125,14 +125,15 @@ def challenge(body: Any, url: UrlCheck = https_url) -> dict[str, Any]:
 
 
 def renewal_info(body: Any, url: UrlCheck = https_url) -> dict[str, Any]:
-    """A renewalInfo object (RFC 9773 §4.2): the suggested window, start before end, and maybe
-    an explanationURL (a page for people, shown, never fetched: so not held to the CA's host)."""
+    """A renewalInfo object (RFC 9773 §4.2): the suggested window, two times, and maybe an
+    explanationURL (a page for people, shown, never fetched: so not held to the CA's host).
+    Whether the window makes sense for the certificate is :mod:`renewal`'s to judge."""
     info = _object(body, "the renewalInfo")
     window = info.get("suggestedWindow")
     if not isinstance(window, dict):
         raise ShapeError(f"it has no suggestedWindow: {shown(window)}")
     start, end = rfc3339(window.get("start")), rfc3339(window.get("end"))
-    if start is None or end is None or end < start:
+    if start is None or end is None:
         raise ShapeError(f"its suggestedWindow does not run from start to end: {shown(window)}")
     _optional(info, "explanationURL", str, "the renewalInfo")
     return info

@@ -2,11 +2,14 @@
 
 Steps hand each other files, not memory, so each one can run alone (and be re-run).
 Writes are atomic (a crash never leaves half a file) and private keys are mode 0600.
+One step at a time changes a directory: it holds a lock on it (``.lock``) while it runs.
 """
 
 from __future__ import annotations
 
 import atexit
+import datetime
+import errno
 import json
 import os
 import tempfile
@@ -15,8 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import resources
-from .errors import UsageError
+from .errors import UsageError, printable
 from .keys import PrivateKey, key_from_pem, key_to_pem, same_public_key
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -34,6 +42,7 @@ CERT = "cert.pem"
 CHAIN = "chain.pem"
 FULLCHAIN = "fullchain.pem"
 PFX = "certificate.pfx"
+LOCK = ".lock"  # held (flock) by the step changing the directory; names it and its pid
 
 
 # Which script writes each file, so a missing file can name the step to run.
@@ -103,11 +112,68 @@ def _link_no_clobber(tmp: str, path: Path, data: bytes, mode: int) -> None:
         os.fsync(f.fileno())
 
 
-class WorkDir:
-    """The directory that holds one certificate's files (``--dir``, default ``./acme-work``)."""
+def timestamp(when: datetime.datetime) -> str:
+    """``when`` as state files keep times: RFC 3339 in UTC, to the second (``2026-03-01T08:00:00Z``).
 
-    def __init__(self, root: Path) -> None:
+    Every time a state file holds is written here, and must read back as the same time: a time
+    from outside (a CA's window) that cannot is refused (ValueError), never saved half-formed.
+    """
+    try:
+        utc = when.astimezone(datetime.timezone.utc).replace(microsecond=0)
+    except (OverflowError, ValueError) as exc:  # an offset that pushes it past year 1 or 9999
+        raise ValueError(f"{when} cannot be written as a UTC time ({exc})") from None
+    text = f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S}Z"  # %Y does not pad years before 1000 on every platform
+    if resources.rfc3339(text) != utc:
+        raise ValueError(f"{when} does not read back as written ({text})")
+    return text
+
+
+class InUseError(UsageError):
+    """Another step is changing the work directory (exit status 2)."""
+
+
+class WorkDir:
+    """The directory that holds one certificate's files (``--dir``, default ``./acme-work``).
+
+    ``lock_as`` (a step's name) makes it hold the directory's lock from now on, or from when
+    the directory is created: see :meth:`lock`.
+    """
+
+    def __init__(self, root: Path, *, lock_as: str | None = None) -> None:
         self.root = root
+        self._lock_as = lock_as
+        self._lock_fd: int | None = None
+        if lock_as and root.is_dir():
+            self.lock()
+
+    def lock(self) -> None:
+        """Hold DIR/.lock until the process ends, or raise InUseError naming the step (and pid) that holds it.
+
+        Two steps on one directory would undo each other: a second 06 would take the first one's
+        TXT records for leftovers and remove them while the CA validates. The lock is flock(2):
+        the kernel drops it when its holder ends, however it ends (even SIGKILL), so a lock file
+        left behind never blocks anyone, and whatever an earlier run left (dns-records.json) is
+        that of a run no longer alive. A directory this user cannot write is not locked: no step
+        of theirs can change it either.
+        """
+        if self._lock_fd is not None or not self._lock_as:
+            return
+        try:
+            fd = os.open(self.path(LOCK), os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), PRIVATE)
+        except (PermissionError, FileNotFoundError):
+            return
+        except OSError as exc:
+            if exc.errno == errno.EROFS:
+                return
+            raise
+        if not _try_lock(fd):
+            holder = os.read(fd, 200).decode("utf-8", "replace").strip()
+            os.close(fd)
+            raise InUseError(f"{self.root} is being changed by {printable(holder) or 'another step'}: wait for it to "
+                       "end (one step at a time per work directory)")
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{self._lock_as} (pid {os.getpid()})\n".encode())
+        self._lock_fd = fd  # open until the process ends; not inherited by the programs it starts (PEP 446)
 
     def path(self, name: str) -> Path:
         return self.root / name
@@ -135,10 +201,11 @@ class WorkDir:
         return self.path(name)
 
     def _make_root(self) -> None:
-        """Create the work dir 0700 whatever the umask: it holds private keys."""
+        """Create the work dir 0700 whatever the umask: it holds private keys. Then lock it, if not yet."""
         if not self.root.is_dir():
             self.root.mkdir(parents=True, mode=PRIVATE_DIR, exist_ok=True)
             os.chmod(self.root, PRIVATE_DIR)  # mkdir's mode is filtered by the umask
+        self.lock()
 
     def refuse_existing(self, name: str) -> None:
         """UsageError if ``name`` exists: check before work that would be wasted (a password prompt)."""
@@ -210,6 +277,26 @@ class WorkDir:
         existed = self.exists(name)
         self.write_bytes(name, key_to_pem(key), private=True, replace=force)
         return existed
+
+
+def _try_lock(fd: int) -> bool:
+    """Take the lock on ``fd`` without waiting; False if another process holds it."""
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+    import msvcrt  # Windows: lock a byte past the holder's name, which stays readable
+
+    os.lseek(fd, 4096, os.SEEK_SET)
+    try:
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    except OSError:
+        os.lseek(fd, 0, os.SEEK_SET)
+        return False
+    os.lseek(fd, 0, os.SEEK_SET)
+    return True
 
 
 def _json_object(data: Any) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import datetime
 import io
 import json
 import os
@@ -162,6 +163,14 @@ def start_ca(tmp_path_factory: pytest.TempPathFactory, name: str, env: dict[str,
 def unique(label: str) -> str:
     """A name no earlier order used, so Pebble cannot reuse an authorization unless told to."""
     return f"{label}.t{uuid.uuid4().hex[:10]}.example.com"
+
+
+def past_window() -> str:
+    """A renewalInfo answer that makes a fresh certificate due: a window an hour in the past, as Pebble
+    gives a revoked certificate (RFC 9773 §4.2). One far before issuance would be no answer (common/renewal.py)."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return json.dumps({"suggestedWindow": {"start": f"{now - datetime.timedelta(hours=2):%Y-%m-%dT%H:%M:%SZ}",
+                                           "end": f"{now - datetime.timedelta(hours=1):%Y-%m-%dT%H:%M:%SZ}"}})
 
 
 def fails(result: subprocess.CompletedProcess, status: int, *words: str, one_line: bool = True) -> None:

@@ -92,6 +92,7 @@ class HostileCA:
         self.finalized = False
         self.csr: x509.CertificateSigningRequest | None = None
         self.nonces = 0
+        self.ari = False  # whether the directory offers renewalInfo (RFC 9773)
 
     def answer(self, method: str, path: str, *answers: Answer) -> None:
         """Answer ``method path`` with these, in turn; the last one keeps answering."""
@@ -105,7 +106,8 @@ class HostileCA:
     def directory_body(self) -> dict[str, Any]:
         return {name: self.url(path) for name, path in (
             ("newNonce", "/nonce"), ("newAccount", "/new-acct"), ("newOrder", "/new-order"),
-            ("revokeCert", "/revoke"), ("keyChange", "/key-change"))} | {"meta": {"termsOfService": self.url("/tos")}}
+            ("revokeCert", "/revoke"), ("keyChange", "/key-change"),
+            *([("renewalInfo", "/renewal-info")] if self.ari else []))} | {"meta": {"termsOfService": self.url("/tos")}}
 
     def order_body(self, status: str | None = None) -> dict[str, Any]:
         if status is None:
@@ -151,6 +153,7 @@ class HostileCA:
             .not_valid_after(start + datetime.timedelta(days=90))
             .add_extension(san, critical=False)
             .add_extension(x509.BasicConstraints(ca=leaf_is_ca, path_length=None), critical=True)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()), critical=False)
             .sign(signer, hashes.SHA256())
         )
         return "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in (leaf, self.intermediate))
@@ -185,6 +188,11 @@ class HostileCA:
             return Reply(200, self.order_body("processing"), {"Location": self.url("/order/1")})
         if path == "/cert/1":
             return Reply(200, self.chain_pem(), content_type="application/pem-certificate-chain")
+        if path.startswith("/renewal-info/") and self.ari:  # a window a month from now, as for a fresh certificate
+            now = datetime.datetime.now(datetime.timezone.utc)
+            window = {"start": f"{now + datetime.timedelta(days=59):%Y-%m-%dT%H:%M:%SZ}",
+                      "end": f"{now + datetime.timedelta(days=60):%Y-%m-%dT%H:%M:%SZ}"}
+            return Reply(200, {"suggestedWindow": window}, {"Retry-After": "21600"})
         return Reply(404, {"type": "urn:ietf:params:acme:error:malformed", "detail": f"no such resource {path}"})
 
     def _reply_for(self, req: Request) -> Reply:

@@ -460,3 +460,116 @@ def test_a_cached_directory_whose_endpoint_is_not_a_url_is_fetched_again(hostile
     result = run(5, work)
     assert result.returncode == 0, result.stderr
     assert hostile.hits("GET", "/dir") == 1
+
+
+# --- 6. ARI answers are judged before they are used or saved (step 11, RFC 9773) ------------------
+
+
+def issued_with_ari(hostile, work):
+    """cert.pem from the scripted CA, which now offers renewalInfo; returns the certificate's renewalInfo path."""
+    from cryptography import x509
+
+    from common import certs
+
+    finalized(hostile, work)
+    assert run(8, work).returncode == 0
+    hostile.ari = True
+    (work / "session.json").unlink()  # it caches the directory without renewalInfo
+    cert = x509.load_pem_x509_certificate((work / "cert.pem").read_bytes())
+    return f"/renewal-info/{certs.ari_cert_id(cert)}", cert
+
+
+def window(start: str, end: str, **extra) -> Reply:
+    return Reply(200, {"suggestedWindow": {"start": start, "end": end}, **extra}, {"Retry-After": "21600"})
+
+
+def saved_decision(work) -> dict:
+    return json.loads((work / "renewal.json").read_text())
+
+
+def rfc3339_reads_back(text: str) -> None:
+    import datetime
+
+    when = datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")
+    assert f"{when.year:04d}-{when:%m-%dT%H:%M:%S}Z" == text
+
+
+@pytest.mark.parametrize(("start", "end", "words"), [
+    ("9999-12-30T00:00:00Z", "9999-12-31T00:00:00Z", "after the certificate has expired"),
+    ("0001-01-01T00:00:00Z", "0001-01-02T00:00:00Z", "long before the certificate was issued"),
+    ("0001-01-01T00:00:00+01:00", "0001-01-01T00:30:00+01:00", "not a time that can be used"),
+    ("2026-06-01T00:00:00Z", "9999-12-31T23:59:59-01:00", "not a time that can be used"),
+    ("{later}", "{sooner}", "ends (" ),
+], ids=["year-9999", "year-1", "offset-below-year-1", "offset-past-year-9999", "ends-before-it-starts"])
+def test_an_unusable_renewal_window_is_no_answer_and_nothing_of_it_is_kept(hostile, work, start, end, words):
+    import datetime
+
+    path, cert = issued_with_ari(hostile, work)
+    later = cert.not_valid_before_utc + datetime.timedelta(days=40)
+    sooner = cert.not_valid_before_utc + datetime.timedelta(days=30)
+    start, end = (t.format(later=f"{later:%Y-%m-%dT%H:%M:%SZ}", sooner=f"{sooner:%Y-%m-%dT%H:%M:%SZ}")
+                  for t in (start, end))
+    hostile.answer("GET", path, window(start, end, explanationURL="https://ca.example/why"))
+    result = run(11, work, "--check")
+    assert result.returncode == 3, result.stdout + result.stderr  # not due: the lifetime rule decided
+    assert "Traceback" not in result.stderr and words in result.stderr
+    assert "going by the certificate's lifetime" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    saved = saved_decision(work)
+    assert saved["source"] == "lifetime" and saved["window_start"] is saved["explanation_url"] is None
+    assert saved["ask_again_after"] is None  # nothing of the answer, not even its Retry-After
+    rfc3339_reads_back(saved["renew_at"])
+    again = run(11, work, "--check")  # the file written reads back, and the CA is asked again
+    assert again.returncode == 3 and "Traceback" not in again.stderr
+    assert hostile.hits("GET", path) == 2
+
+
+def test_a_window_before_issuance_still_asks_for_renewal_now(hostile, work):
+    """A revoked certificate's window lies in the past, even before issuance (Pebble: an hour ago)."""
+    import datetime
+
+    path, cert = issued_with_ari(hostile, work)
+    start = cert.not_valid_before_utc - datetime.timedelta(hours=2)
+    hostile.answer("GET", path, window(f"{start:%Y-%m-%dT%H:%M:%SZ}",
+                                       f"{start + datetime.timedelta(hours=1):%Y-%m-%dT%H:%M:%SZ}"))
+    result = run(11, work, "--check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "due now" in result.stdout and saved_decision(work)["source"] == "ari"
+
+
+@pytest.mark.parametrize("url", [
+    "https://ca.example/" + "a" * 200_000, "http://ca.example/why", "https://ca.example/why\nerror: forged",
+    "javascript:alert(1)", "https://ca.example/\x1b[2Jwhy",
+], ids=["200kB", "http", "newline", "javascript", "escape"])
+def test_an_explanation_url_is_kept_only_if_it_is_a_sane_https_link(hostile, work, url):
+    import datetime
+
+    path, cert = issued_with_ari(hostile, work)
+    start = cert.not_valid_before_utc + datetime.timedelta(days=60)
+    hostile.answer("GET", path, window(f"{start:%Y-%m-%dT%H:%M:%SZ}",
+                                       f"{start + datetime.timedelta(days=1):%Y-%m-%dT%H:%M:%SZ}", explanationURL=url))
+    result = run(11, work, "--check")
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "dropped the CA's explanationURL" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert len(result.stdout + result.stderr) < 2000 and "\x1b" not in result.stdout + result.stderr
+    saved = saved_decision(work)
+    assert saved["source"] == "ari" and saved["explanation_url"] is None
+    assert len((work / "renewal.json").read_text()) < 1000
+
+
+def test_a_sane_explanation_url_and_an_absurd_retry_after_are_kept_within_bounds(hostile, work):
+    import datetime
+
+    path, cert = issued_with_ari(hostile, work)
+    start = cert.not_valid_before_utc + datetime.timedelta(days=60)
+    reply = window(f"{start:%Y-%m-%dT%H:%M:%SZ}", f"{start + datetime.timedelta(days=1):%Y-%m-%dT%H:%M:%SZ}",
+                   explanationURL="https://ca.example/why")
+    reply.headers["Retry-After"] = "9" * 400
+    hostile.answer("GET", path, reply)
+    result = run(11, work, "--check")
+    assert result.returncode == 3 and "why: https://ca.example/why" in result.stdout, result.stderr
+    saved = saved_decision(work)
+    assert saved["explanation_url"] == "https://ca.example/why"
+    ask = datetime.datetime.strptime(saved["ask_again_after"], "%Y-%m-%dT%H:%M:%SZ").replace(
+        tzinfo=datetime.timezone.utc)
+    assert ask <= datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)

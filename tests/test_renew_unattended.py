@@ -19,13 +19,12 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from helpers import ROOT, hostile_account, plain_env, run_plain, start_ca, unique, wait_for_line
+from helpers import ROOT, hostile_account, past_window, plain_env, run_plain, start_ca, unique, wait_for_line
 from hostile_ca import Reply
 
 from common import renewal_runs as runs
 
 HOUR = datetime.timedelta(hours=1)
-PAST = json.dumps({"suggestedWindow": {"start": "2020-01-01T00:00:00Z", "end": "2020-01-02T00:00:00Z"}})
 
 
 # --- helpers ---------------------------------------------------------------------------------------------
@@ -75,7 +74,7 @@ def issue(ca, work: Path, names: list[str]) -> None:
 def make_due(ca, work: Path) -> None:
     """A renewalInfo window in the past for cert.pem, before anything asked about this certificate."""
     assert not (work / "renewal.json").exists()
-    ca.management("/set-renewal-info/", {"Certificate": (work / "cert.pem").read_text(), "ARIResponse": PAST})
+    ca.management("/set-renewal-info/", {"Certificate": (work / "cert.pem").read_text(), "ARIResponse": past_window()})
 
 
 def challtestsrv(ca) -> list[str]:

@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from helpers import ROOT, fails, hostile_account, unique
+from helpers import ROOT, fails, hostile_account, past_window, unique
 
 from common import certs, renewal
 
@@ -100,7 +100,11 @@ def test_a_new_certificate_is_not_due_and_runs_agree(ca, work, tmp_path):
 def test_a_window_in_the_past_is_due_and_a_moved_window_is_chosen_anew(ca, work):
     ca.issue(work, [unique("due")])
     assert ca.run(11, work, "--check").returncode == NOT_DUE
-    past = {"suggestedWindow": {"start": "2020-01-01T00:00:00Z", "end": "2020-01-02T00:00:00Z"},
+    # As for a revoked certificate: a window in the past, here even before the certificate was issued.
+    issued = x509.load_pem_x509_certificate((work / "cert.pem").read_bytes()).not_valid_before_utc
+    start = issued - datetime.timedelta(hours=3)
+    past = {"suggestedWindow": {"start": f"{start:%Y-%m-%dT%H:%M:%SZ}",
+                                "end": f"{start + datetime.timedelta(hours=1):%Y-%m-%dT%H:%M:%SZ}"},
             "explanationURL": "https://example.com/why"}
     ca.management("/set-renewal-info/", {"Certificate": (work / "cert.pem").read_text(),
                                          "ARIResponse": json.dumps(past)})
@@ -108,7 +112,8 @@ def test_a_window_in_the_past_is_due_and_a_moved_window_is_chosen_anew(ca, work)
     result = ca.run(11, work, "--check")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "due now" in result.stdout and "https://example.com/why" in result.stdout
-    assert renewal_json(work)["renew_at"].startswith("2020-01-01")
+    chosen = datetime.datetime.fromisoformat(renewal_json(work)["renew_at"].replace("Z", "+00:00"))
+    assert start <= chosen <= start + datetime.timedelta(hours=1)
 
 
 def test_a_malformed_renewal_info_is_an_error_and_not_saved(ca, work):
@@ -198,8 +203,7 @@ def test_renew_sh_renews_when_due_then_says_not_due(ca, work, tmp_path):
     ari_friendly(ca, work, [name, f"www.{name}"])
     old = (work / "cert.pem").read_bytes()
     old_key = (work / "cert.key").read_bytes()
-    past = {"suggestedWindow": {"start": "2020-01-01T00:00:00Z", "end": "2020-01-02T00:00:00Z"}}
-    ca.management("/set-renewal-info/", {"Certificate": old.decode(), "ARIResponse": json.dumps(past)})
+    ca.management("/set-renewal-info/", {"Certificate": old.decode(), "ARIResponse": past_window()})
     secret = tmp_path / "pfx.txt"
     secret.write_text("renew-secret\n")
     hook = f"echo deployed $ACME_DIR > {tmp_path / 'hook.out'}"

@@ -21,7 +21,8 @@ Each directory: 11_renewal_info.py --check asks the CA that issued the certifica
 (ARI, RFC 9773; without an answer: when a third of its lifetime is left, half if it is shorter
 than 10 days). When due, the current files are copied to DIR/previous/ and 02 (--new-key), 03,
 05 (--replaces), 06, 07, 08 and 09 run, each a separate process; if one fails the previous files
-are put back, so cert.key always matches cert.pem. A failure is recorded in DIR/renew-state.json
+are put back, so cert.key always matches cert.pem; so they are after Ctrl-C, SIGTERM or SIGHUP,
+once the step under way has been stopped and has cleaned up. A failure is recorded in DIR/renew-state.json
 and the next attempt waits 1 h, doubling to 24 h, never past half the time left before expiry; a
 CA that paused the account (rateLimited with an unpause link) gets no more tries until --force.
 
@@ -40,9 +41,10 @@ import argparse
 import datetime
 import os
 import shlex
-import shutil
+import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +62,43 @@ KEPT = ("cert.key", "cert.csr", "cert.pem", "chain.pem", "fullchain.pem", "certi
 MOVED = ("cert.csr", "cert.pem", "chain.pem", "fullchain.pem")
 PER_DIRECTORY = ("http", "tls_alpn", "profile", "new_key", "password_file", "password_env", "deploy_hook",
                  "on_failure_hook", "fallback")
+# Signals that stop a run (Ctrl-C, the timer's service stopped, the terminal gone): the step under way is
+# stopped the same way, and the previous files are put back before renew.sh ends.
+STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STEP_GRACE = 60.0  # seconds a stopped step has to clean up (remove its TXT records) before it is killed
+
+
+class Stopped(KeyboardInterrupt):
+    """One of STOPPING arrived; ``signum`` says which (exit status 128 + signum)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _stop(signum, frame):
+    raise Stopped(signum)
+
+
+class SignalsHeld:
+    """A block that a signal must not cut short (copying files, putting them back, waiting for a step to
+    clean up): the first signal that arrives meanwhile is kept, and raised when the block ends."""
+
+    def __enter__(self) -> SignalsHeld:
+        self.received: int | None = None
+        self.saved = {signum: signal.getsignal(signum) for signum in STOPPING}
+        for signum in STOPPING:
+            signal.signal(signum, self._keep)
+        return self
+
+    def _keep(self, signum, frame) -> None:
+        self.received = self.received or signum
+
+    def __exit__(self, kind, value, traceback) -> None:
+        for signum, handler in self.saved.items():
+            signal.signal(signum, handler)
+        if self.received and kind is None:
+            raise Stopped(self.received)
 
 
 @dataclass
@@ -109,21 +148,47 @@ def step(work: Path, script: str, *args: str, verbose: bool = False, quiet_error
     """
     command = [sys.executable, str(HERE / script), "--dir", str(work), *(["-v"] if verbose else []), *args]
     say(f"-> {shlex.join([script, '--dir', str(work), *args])}")
-    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, errors="backslashreplace")
-    assert proc.stderr is not None
-    seen = []
-    for line in proc.stderr:
-        seen.append(line)
-        if not quiet_error:
-            sys.stderr.write(line)
-            sys.stderr.flush()
-    status = proc.wait()
+    # A process group of its own: Ctrl-C reaches renew.sh alone, which stops the step and waits for it.
+    group = {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, errors="backslashreplace", **group)
+    seen: list[str] = []
+    try:
+        relay(proc, seen, quiet_error)
+        status = proc.wait()
+    except Stopped as exc:
+        with SignalsHeld():  # the step must be over before any file is put back
+            stop_step(proc, exc.signum, seen, quiet_error)
+        raise
     stderr = "".join(seen)
     if status != 0:
         if not quiet_error and status not in answers:
             say(f"renew: {script} failed (exit status {status})", err=True)
         raise StepError(script, status, stderr)
     return stderr
+
+
+def relay(proc: subprocess.Popen, seen: list[str], quiet: bool) -> None:
+    """Show the step's stderr as it comes (unless ``quiet``), keeping it in ``seen``."""
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        seen.append(line)
+        if not quiet:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+
+
+def stop_step(proc: subprocess.Popen, signum: int, seen: list[str], quiet: bool) -> None:
+    """Pass ``signum`` on to the step and wait until it has ended: it cleans up as on Ctrl-C (06 removes
+    its TXT records); one that takes longer than STEP_GRACE is killed, so it can write nothing after."""
+    if proc.poll() is None:
+        proc.send_signal(signum)
+    killer = threading.Timer(STEP_GRACE, proc.kill)
+    killer.start()
+    try:
+        relay(proc, seen, quiet)
+        proc.wait()
+    finally:
+        killer.cancel()
 
 
 def load_cert(work: Path):
@@ -160,6 +225,7 @@ class Renewal:
         self.issued_by = issued if issued.get("certificate") == self.fingerprint else self.primary.identity()
 
     def run(self) -> Result:
+        self.recover()
         if self.args.force:
             say("Renewing now (--force): no schedule, no back-off, no waiting for the CA's Retry-After.")
         else:
@@ -216,15 +282,25 @@ class Renewal:
 
     # -- renewing ----------------------------------------------------------------------------------
 
+    def recover(self) -> None:
+        """A run killed outright (SIGKILL, a power cut) in the middle of a renewal put nothing back: if
+        cert.key no longer matches cert.pem while previous/ holds this certificate with its key, restore it."""
+        previous = self.work / "previous"
+        if matching_pair(self.work) is not False or matching_pair(previous) is not True:
+            return
+        if (previous / "cert.pem").read_bytes() != (self.work / "cert.pem").read_bytes():
+            return
+        say(f"renew: cert.key in {self.work} does not match cert.pem (a renewal was cut short); putting the "
+            "previous files back", err=True)
+        self.restore(say_so=False)
+
     def renew(self) -> Result:
         previous = self.work / "previous"
-        previous.mkdir(exist_ok=True)
-        os.chmod(previous, 0o700)
-        for name in KEPT:
-            if (self.work / name).exists():
-                shutil.copy2(self.work / name, previous / name)
-            else:
-                (previous / name).unlink(missing_ok=True)
+        with SignalsHeld():  # previous/ is a whole set or the one before it, never a mix of the two
+            previous.mkdir(exist_ok=True)
+            os.chmod(previous, 0o700)
+            for name in KEPT:
+                copy_or_remove(self.work / name, previous / name)
         try:
             if self.options.new_key:
                 step(self.work, "02_create_cert_key.py", "--force", verbose=self.args.verbose)
@@ -238,7 +314,7 @@ class Renewal:
             self.restore()
             return self.failed(exc)
         except KeyboardInterrupt:  # Ctrl-C, or the timer's service stopped (SIGTERM): leave a matching pair
-            self.restore()
+            self.restore()  # the step was stopped and has ended (stop_step): nothing writes after this
             raise
         (self.work / "renewal.json").unlink(missing_ok=True)  # about the old certificate
         self.cert, self.fingerprint, self.names = load_cert(self.work)
@@ -337,17 +413,16 @@ class Renewal:
         if not any(where.iterdir()):
             where.rmdir()
 
-    def restore(self) -> None:
+    def restore(self, *, say_so: bool = True) -> None:
         previous = self.work / "previous"
-        for name in KEPT:
-            if (previous / name).exists():
-                shutil.copy2(previous / name, self.work / name)
-            else:
-                (self.work / name).unlink(missing_ok=True)
-        scratch = self.work / runs.FALLBACK_WORK
-        if scratch.exists():
-            self.clean_scratch(scratch)
-        say(f"renew: failed; the previous certificate files are back in place in {self.work}", err=True)
+        with SignalsHeld():  # a second Ctrl-C must not leave half the files put back
+            for name in KEPT:
+                copy_or_remove(previous / name, self.work / name)
+            scratch = self.work / runs.FALLBACK_WORK
+            if scratch.exists():
+                self.clean_scratch(scratch)
+        if say_so:
+            say(f"renew: failed; the previous certificate files are back in place in {self.work}", err=True)
 
     def failed(self, exc: StepError) -> Result:
         error = runs.error_line(exc.stderr, exc.status)
@@ -393,6 +468,28 @@ class Renewal:
         self.state["last_run"] = {"at": runs.text(now()), "result": result.line}
         runs.write_state(self.work, self.state)
         return result
+
+
+def copy_or_remove(source: Path, target: Path) -> None:
+    """Make ``target`` a copy of ``source`` (atomically, with its mode), or remove it if there is no ``source``."""
+    from common.workdir import atomic_write
+
+    if source.exists():
+        atomic_write(target, source.read_bytes(), source.stat().st_mode & 0o777)
+    else:
+        target.unlink(missing_ok=True)
+
+
+def matching_pair(where: Path) -> bool | None:
+    """Whether cert.key in ``where`` is the key of cert.pem there; None if either is missing or unreadable."""
+    from common import keys
+
+    try:
+        cert, _, _ = load_cert(where)
+        key = keys.key_from_pem((where / "cert.key").read_bytes(), str(where / "cert.key"), "")
+    except (OSError, ValueError, UsageError):
+        return None
+    return keys.same_public_key(cert, key)
 
 
 def renewal_json(work: Path) -> dict | None:
@@ -588,19 +685,14 @@ def main(argv: list[str]) -> int:
     return 1 if any(r.failed for r in results) else 0
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 if __name__ == "__main__":
-    import signal
-
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _interrupt)
+    for signum in STOPPING:
+        signal.signal(signum, _stop)
     try:
         sys.exit(main(sys.argv[1:]))
     except UsageError as exc:
         print(f"renew: error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        print(f"renew: interrupted by {exc or 'SIGINT'}", file=sys.stderr)
+        sys.exit(128 + getattr(exc, "signum", signal.SIGINT))
