@@ -138,6 +138,10 @@ def _text(value: Any) -> str:
     return printable(text[:MAX_FIELD] + ("..." if len(text) > MAX_FIELD else ""))
 
 
+# The public name of that rule, for text from any peer: a CA, a cloud API, a served certificate.
+bounded = _text
+
+
 def printable(text: str) -> str:
     """``text`` with control characters escaped, so a CA's string cannot break lines or drive the terminal.
 
