@@ -21,6 +21,7 @@ every answer's shape is checked before it is used, and its strings are cut and e
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
@@ -111,7 +112,8 @@ def call(endpoint: str, action: str, version: str, params: Mapping[str, Any], cr
 
 def malformed(what: str, problem: str, *value: Any) -> AcmeError:
     """The error for an answer of the wrong shape: "Alibaba Cloud sent <problem>[: <value>] (<what>)", exit 1."""
-    shown = f": {bounded(value[0])}" if value else ""
+    # A string shown in quotes, so that "4" and 4 look different; everything cut and escaped.
+    shown = f": {bounded(json.dumps(value[0], ensure_ascii=False, default=str))}" if value else ""
     return AcmeError(f"Alibaba Cloud sent {problem}{shown} ({what})")
 
 
