@@ -103,7 +103,8 @@ def call(endpoint: str, action: str, version: str, params: Mapping[str, Any], cr
         return deadline.within(seconds, lambda: alibaba.call(endpoint, action, version, params, credentials,
                                                              session=session), "alibaba-exchange")
     except deadline.ExpiredError:
-        late = alibaba.AlibabaError("NetworkError", f"no complete answer within {seconds:g} s: the endpoint is too "
+        within = f"{seconds:.1f}".rstrip("0").rstrip(".")
+        late = alibaba.AlibabaError("NetworkError", f"no complete answer within {within} s: the endpoint is too "
                                                     f"slow or something in between holds the connection{timeout_hint}")
         raise error(what, late) from None
     except alibaba.AlibabaError as exc:

@@ -37,7 +37,7 @@ chain.pem and cert.key to deploy. State: ``dns.records(zone)``, ``cas.certificat
 
 Misbehaving, for the tests that distrust it: ``misbehave(action, Misbehaviour(...))`` makes every
 later answer to ``action`` another shape (``change`` turns the honest answer into what is sent),
-raw bytes (``raw``, e.g. megabytes), or trickle one byte at a time (``trickle`` seconds apart).
+raw bytes (``raw``, e.g. megabytes), another HTTP ``status``, or trickle one byte at a time (``trickle`` seconds apart).
 ``reset()`` ends the misbehaving, a trickle under way included.
 
 Error codes this file could not confirm in Alibaba's documentation are marked "stand-in".
@@ -117,6 +117,7 @@ class Misbehaviour:
 
     change: Callable[[dict[str, Any]], Any] | None = None  # the honest JSON answer -> the JSON to send
     raw: bytes | None = None  # send these bytes as the body instead
+    status: int | None = None  # this HTTP status instead
     trickle: float = 0.0  # seconds between the bytes of the body
 
 
@@ -748,7 +749,7 @@ class _Handler(BaseHTTPRequestHandler):
                                    f"&requestId={request_id}")
         how = self.fake.misbehaviours.get(headers.get("x-acs-action", ""), Misbehaviour())
         data = how.raw if how.raw is not None else json.dumps(how.change(answer) if how.change else answer).encode()
-        self.send_response(status)
+        self.send_response(how.status or status)
         self.send_header("Content-Type", "application/json;charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("x-acs-request-id", request_id)
