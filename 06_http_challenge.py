@@ -90,7 +90,9 @@ def site_from_args(args):
     if args.webroot:
         if args.http_port is not None or args.bind is not None:
             raise UsageError("--http-port and --bind go with --standalone, not --webroot")
-        return http01.webroot(args.webroot)
+        return http01.webroot(args.webroot, follow_links=args.follow_webroot_links)
+    if args.follow_webroot_links:
+        raise UsageError("--follow-webroot-links goes with --webroot")
     return http01.standalone(args.http_port or http01.HTTP_PORT, args.bind)
 
 
@@ -105,6 +107,9 @@ if __name__ == "__main__":
                    help="with --standalone: the port to listen on (default: 80, where the CA comes; another one "
                         "only behind a port forward from 80)")
     p.add_argument("--bind", metavar="ADDR", help="with --standalone: listen on this address only (default: all)")
+    p.add_argument("--follow-webroot-links", action="store_true",
+                   help="with --webroot: write even where DIR/.well-known or its acme-challenge is a link (a "
+                        "challenge directory shared between sites on purpose); refused without this")
     p.add_argument("--no-self-check", dest="self_check", action="store_false",
                    help="answer the challenges without first fetching each URL as the CA will")
     cli.add_poll_options(p, first_wait=0.25)

@@ -16,8 +16,9 @@ import contextlib
 import datetime
 import logging
 import re
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
@@ -25,7 +26,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from . import alibaba, alibaba_api, certs, workdir
-from .errors import AcmeError, UsageError
+from .cli import seconds as cli_seconds
+from .errors import AcmeError, UsageError, bounded
 from .keys import PrivateKey, same_public_key
 
 log = logging.getLogger("acme")
@@ -44,6 +46,7 @@ CERT_REGIONS = {
 CAS_NAME_LIMIT = 63  # characters in an UploadUserCertificate Name
 CAS_PAGE_SIZE = 50
 CAS_MAX_PAGES = 20  # 1,000 uploaded certificates under one name is plenty
+DEFAULT_TIMEOUT = 300.0  # seconds for every call of the step together (--timeout)
 
 class AlibabaDeployError(AcmeError):
     """Some targets failed: exit status 1, the lines of each target's error (see :class:`Failures`)."""
@@ -129,6 +132,16 @@ def add_options(p: argparse.ArgumentParser) -> None:
                         "and fingerprint)")
     p.add_argument("--endpoint-override", action="append", default=[], metavar="SERVICE=URL",
                    help="call SERVICE (cas, cdn or apigateway) at this https:// URL instead (for tests)")
+    p.add_argument("--timeout", type=_positive_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                   help="give up on Alibaba Cloud after this long, all calls together; each one also gives up "
+                        f"after {alibaba_api.EXCHANGE_DEADLINE:g} s (default: %(default)s)")
+
+
+def _positive_seconds(text: str) -> float:
+    value = cli_seconds(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give more than 0 seconds")
+    return value
 
 
 @dataclass
@@ -138,12 +151,23 @@ class Api:
     credentials: alibaba.Credentials
     endpoints: dict[str, str]
     session: requests.Session
+    timeout: float = DEFAULT_TIMEOUT  # --timeout: every call of the step must end within it
+    started: float = field(default_factory=time.monotonic)
 
     def call(self, service: str, action: str, version: str, params: dict[str, Any], about: str = "") -> dict[str, Any]:
-        """One action; Alibaba's refusal becomes an AlibabaApiError (exit status 1): its code, message and a hint."""
+        """One action; Alibaba's refusal becomes an AlibabaApiError (exit status 1): its code, message and a hint.
+
+        Each exchange gets what is left of --timeout, and at most alibaba_api's EXCHANGE_DEADLINE.
+        """
         where = f" for {about}" if about else ""
+        what = f"{SERVICE_NAMES[service]} {action}{where}"
+        left = self.timeout - (time.monotonic() - self.started)
+        if left <= 0:
+            raise AcmeError(f"{what}: not called, --timeout {self.timeout:g} s is up; raise --timeout to wait longer")
+        seconds = min(alibaba_api.EXCHANGE_DEADLINE, left)
+        hint = f" (what was left of --timeout {self.timeout:g})" if seconds < alibaba_api.EXCHANGE_DEADLINE else ""
         return alibaba_api.call(self.endpoints[service], action, version, params, self.credentials,
-                                session=self.session, what=f"{SERVICE_NAMES[service]} {action}{where}")
+                                session=self.session, what=what, timeout=seconds, timeout_hint=hint)
 
 
 def connect(args: argparse.Namespace) -> Api:
@@ -159,7 +183,7 @@ def connect(args: argparse.Namespace) -> Api:
     if args.region:
         endpoints["apigateway"] = f"https://apigateway.{args.region}.aliyuncs.com"
     endpoints.update(parse_endpoint_overrides(args.endpoint_override))
-    return Api(alibaba_api.credentials(), endpoints, requests.Session())
+    return Api(alibaba_api.credentials(), endpoints, requests.Session(), args.timeout)
 
 
 def parse_endpoint_overrides(values: list[str]) -> dict[str, str]:
@@ -192,9 +216,10 @@ def upload_user_certificate(api: Api, name: str, bundle: Bundle) -> int:
     """CAS UploadUserCertificate (2020-04-07): the full chain and the key under ``name``; returns the CertId."""
     answer = api.call("cas", "UploadUserCertificate", CAS_VERSION,
                       {"Name": name, "Cert": bundle.fullchain_pem, "Key": bundle.key_pem}, name)
-    if not isinstance(answer.get("CertId"), int):
-        raise AcmeError(f"CAS UploadUserCertificate answered without a CertId: {sorted(answer)}")
-    return answer["CertId"]
+    cert_id = answer.get("CertId")
+    if isinstance(cert_id, bool) or not isinstance(cert_id, int):
+        raise alibaba_api.malformed("CAS UploadUserCertificate", "no CertId (a number) in its answer", answer)
+    return cert_id
 
 
 def find_uploaded(api: Api, bundle: Bundle) -> dict[str, Any] | None:
@@ -202,10 +227,12 @@ def find_uploaded(api: Api, bundle: Bundle) -> dict[str, Any] | None:
     keyword = bundle.first_name.removeprefix("*.")
     # CAS shows both fingerprints as upper-case hex: Sha2 (SHA-256) and Fingerprint (SHA-1).
     sha256, sha1 = (certs.fingerprint(bundle.leaf, algorithm, separator="") for algorithm in ("sha256", "sha1"))
+    what = "CAS ListUserCertificateOrder"
     entries = alibaba_api.paged(lambda page: list_user_certificate_order(api, keyword, page),
-                                ("CertificateOrderList",), CAS_PAGE_SIZE, CAS_MAX_PAGES)
+                                ("CertificateOrderList",), CAS_PAGE_SIZE, CAS_MAX_PAGES, what)
     for entry in entries:
-        entry_sha2, entry_sha1 = str(entry.get("Sha2") or "").upper(), str(entry.get("Fingerprint") or "").upper()
+        entry_sha2 = alibaba_api.text_field(entry, "Sha2", what, required=False).upper()
+        entry_sha1 = alibaba_api.text_field(entry, "Fingerprint", what, required=False).upper()
         if entry_sha2 == sha256 or (not entry_sha2 and entry_sha1 == sha1):
             return entry
     return None
@@ -214,11 +241,16 @@ def find_uploaded(api: Api, bundle: Bundle) -> dict[str, Any] | None:
 def upload_once(api: Api, bundle: Bundle, name: str) -> tuple[int, str | None]:
     """The CertId of this certificate in CAS, uploading it only if it is not there yet.
 
-    Returns (CertId, the name it already had) or (CertId, None) after a fresh upload.
+    Returns (CertId, the name it already had, cut and escaped for display) or (CertId, None)
+    after a fresh upload.
     """
     found = find_uploaded(api, bundle)
-    if found and str(found.get("CertificateId", "")).isdigit():
-        return int(found["CertificateId"]), str(found.get("Name") or "")
+    if found:
+        what = "CAS ListUserCertificateOrder"
+        cert_id = alibaba_api.text_field(found, "CertificateId", what)
+        if not re.fullmatch(r"[0-9]{1,19}", cert_id):
+            raise alibaba_api.malformed(what, "a CertificateId that is not a number", cert_id)
+        return int(cert_id), bounded(alibaba_api.text_field(found, "Name", what, required=False))
     return upload_user_certificate(api, name, bundle), None
 
 

@@ -14,7 +14,7 @@ import logging
 import requests
 
 from . import alibaba, alibaba_api
-from .errors import AcmeError
+from .errors import AcmeError, bounded
 
 log = logging.getLogger("acme")
 
@@ -22,6 +22,7 @@ VERSION = "2015-01-09"
 DEFAULT_ENDPOINT = "https://alidns.aliyuncs.com"  # the one endpoint, for China and international accounts
 PAGE_SIZE = 100  # the most DescribeDomains and DescribeSubDomainRecords return per page
 MAX_PAGES = 100  # 10,000 zones, or records at one name: a broken answer must not page forever
+MAX_NAME_LENGTH = 253  # a DNS name's most, in text (RFC 1035 §2.3.4)
 
 
 class AlidnsError(alibaba_api.AlibabaApiError):
@@ -37,8 +38,10 @@ class AlidnsError(alibaba_api.AlibabaApiError):
 class Alidns:
     """The Alidns API as one AccessKey sees it, at ``endpoint``; the account's zones are listed once."""
 
-    def __init__(self, credentials: alibaba.Credentials, endpoint: str = DEFAULT_ENDPOINT) -> None:
+    def __init__(self, credentials: alibaba.Credentials, endpoint: str = DEFAULT_ENDPOINT, *,
+                 exchange_timeout: float | None = None) -> None:
         self.credentials, self.endpoint = credentials, endpoint
+        self.exchange_timeout = exchange_timeout  # None: alibaba_api's EXCHANGE_DEADLINE for each call
         self.session = requests.Session()
         self._zones: dict[str, str] | None = None  # the account's zones: lower-case ASCII name -> DomainName
 
@@ -55,7 +58,7 @@ class Alidns:
         place = self.find(name)
         if place is None:
             raise AcmeError(f"{name} is in none of the zones of this Alibaba Cloud account "
-                            f"({some_zones(name, list(self.zones().values()))}): add its domain in the "
+                            f"({bounded(some_zones(name, list(self.zones().values())))}): add its domain in the "
                             "Alibaba Cloud DNS console, or CNAME its _acme-challenge to a name in one of them")
         return place
 
@@ -63,9 +66,14 @@ class Alidns:
         """Every domain of the account (all pages of DescribeDomains), fetched once."""
         if self._zones is None:
             zones: dict[str, str] = {}
-            for domain in alibaba_api.paged(self.describe_domains, ("Domains", "Domain"), PAGE_SIZE, MAX_PAGES):
-                shown = str(domain.get("DomainName") or "")
-                ascii_name = str(domain.get("PunyCode") or shown).rstrip(".").lower()
+            what = "Alibaba Cloud DNS DescribeDomains"
+            for domain in alibaba_api.paged(self.describe_domains, ("Domains", "Domain"), PAGE_SIZE, MAX_PAGES,
+                                            what):
+                shown = alibaba_api.text_field(domain, "DomainName", what, required=False)
+                ascii_name = (alibaba_api.text_field(domain, "PunyCode", what, required=False)
+                              or shown).rstrip(".").lower()
+                if max(len(shown), len(ascii_name)) > MAX_NAME_LENGTH:  # it goes into messages and requests
+                    raise alibaba_api.malformed(what, "a zone name longer than a DNS name can be", shown)
                 if shown and ascii_name:
                     zones[ascii_name] = shown
             log.debug("  the account has %d zones", len(zones))
@@ -74,18 +82,24 @@ class Alidns:
 
     def txt_records(self, domain: str, rr: str, name: str) -> list[dict[str, str]]:
         """The TXT records at ``name`` in ``domain`` (every page), checked to really be at ``rr``."""
+        what = f"Alibaba Cloud DNS DescribeSubDomainRecords (TXT records at {name})"
         entries = alibaba_api.paged(lambda page: self.describe_sub_domain_records(domain, name, page),
-                                    ("DomainRecords", "Record"), PAGE_SIZE, MAX_PAGES)
-        return [{"RecordId": str(e.get("RecordId", "")), "Value": str(e.get("Value", ""))} for e in entries
-                if str(e.get("Type", "")).upper() == "TXT" and str(e.get("RR", "")).lower() == rr.lower()
-                and e.get("RecordId")]
+                                    ("DomainRecords", "Record"), PAGE_SIZE, MAX_PAGES, what)
+        found = []
+        for entry in entries:
+            fields = {key: alibaba_api.text_field(entry, key, what, required=False)
+                      for key in ("RecordId", "Value", "Type", "RR")}
+            if fields["Type"].upper() == "TXT" and fields["RR"].lower() == rr.lower() and fields["RecordId"]:
+                found.append({"RecordId": fields["RecordId"], "Value": fields["Value"]})
+        return found
 
     # -- the Alidns actions, one method each --
 
     def call(self, action: str, params: dict[str, str | int], about: str) -> dict:
         """One Alidns action; a refusal becomes an AlidnsError naming the action and ``about``."""
         return alibaba_api.call(self.endpoint, action, VERSION, params, self.credentials, session=self.session,
-                                what=f"Alibaba Cloud DNS {action} ({about})", error=AlidnsError)
+                                what=f"Alibaba Cloud DNS {action} ({about})", error=AlidnsError,
+                                timeout=self.exchange_timeout)
 
     def describe_domains(self, page: int) -> dict:
         """Alidns DescribeDomains (API 2015-01-09): one page of the account's domains (zones), newest first."""
@@ -97,11 +111,13 @@ class Alidns:
 
         An identical record (same RR, type, value and line) is refused with DomainRecordDuplicate.
         """
+        what = f"Alibaba Cloud DNS AddDomainRecord ({rr} TXT in {domain})"
         answer = self.call("AddDomainRecord", {"DomainName": domain, "RR": rr, "Type": "TXT", "Value": value,
                                                "TTL": ttl}, f"{rr} TXT in {domain}")
-        if not answer.get("RecordId"):
-            raise AcmeError(f"Alibaba Cloud DNS AddDomainRecord ({rr} TXT in {domain}) answered without a RecordId")
-        return str(answer["RecordId"])
+        record_id = alibaba_api.text_field(answer, "RecordId", what)
+        if not record_id:
+            raise alibaba_api.malformed(what, "an answer with an empty RecordId")
+        return record_id
 
     def delete_domain_record(self, record_id: str, about: str) -> None:
         """Alidns DeleteDomainRecord (API 2015-01-09): delete one record by its RecordId.
@@ -109,7 +125,7 @@ class Alidns:
         A record already gone is refused with DomainRecordNotBelongToUser: that is done too.
         """
         try:
-            self.call("DeleteDomainRecord", {"RecordId": record_id}, f"RecordId {record_id}, {about}")
+            self.call("DeleteDomainRecord", {"RecordId": record_id}, f"RecordId {bounded(record_id)}, {about}")
         except AlidnsError as exc:
             if exc.code != "DomainRecordNotBelongToUser":
                 raise

@@ -11,11 +11,11 @@ import ipaddress
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from .errors import AcmeError, UsageError
+from .errors import AcmeError, UsageError, printable
 from .jws import b64url
 from .keys import PrivateKey, same_public_key
 
@@ -23,6 +23,8 @@ from .keys import PrivateKey, same_public_key
 CLOCK_SKEW = datetime.timedelta(minutes=5)
 # X.520 upper bound for a common name; longer names can only live in the SAN.
 MAX_CN_LENGTH = 64
+# What cryptography raises when it first reads a part of a certificate it loaded lazily.
+PARSE_ERRORS = (ValueError, TypeError, UnsupportedAlgorithm, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
 
 
 def build_csr(key: PrivateKey, names: list[str]) -> x509.CertificateSigningRequest:
@@ -126,14 +128,52 @@ def read_pem_file(path: Path, what: str) -> list[x509.Certificate]:
 
 
 def split_pem_chain(pem: str) -> list[x509.Certificate]:
-    """Parse the chain the CA sent, leaf first (RFC 8555 §7.4.2)."""
+    """Parse the chain the CA sent, leaf first (RFC 8555 §7.4.2), every part of every certificate."""
     try:
         certs = parse_pem_certificates(pem.encode("utf-8"))
     except ValueError as exc:
         raise AcmeError(f"the CA sent a certificate chain that does not parse ({exc})") from None
     if not certs:
         raise AcmeError("the CA sent an empty certificate chain")
+    unreadable = unreadable_certificates(certs)
+    if unreadable:
+        raise AcmeError(f"the CA sent a certificate chain that does not parse: {'; '.join(unreadable)}; "
+                        "do not install it")
     return certs
+
+
+def unreadable_certificates(chain: list[x509.Certificate]) -> list[str]:
+    """Which certificates of a chain from outside (a CA's, a server's) cannot be read in full, and why.
+
+    cryptography loads a certificate lazily: a repeated extension, a malformed name or an
+    unknown key type raises only when that part is first read, deep inside some later check.
+    So a chain from outside is read in full once, as it arrives, and what fails is reported
+    as the peer's fault: ``certificate 1 (the leaf): Duplicate 2.5.29.17 extension found``.
+    """
+    problems = []
+    for position, cert in enumerate(chain, start=1):
+        why = unreadable(cert)
+        if why is not None:
+            role = "the leaf" if position == 1 else "an intermediate"
+            problems.append(f"certificate {position} ({role}): {why}")
+    return problems
+
+
+def unreadable(cert: x509.Certificate) -> str | None:
+    """Why ``cert`` cannot be read in full (short and printable), or None if every part parses."""
+    try:
+        cert.extensions  # noqa: B018  (each property parses its part on first use)
+        cert.subject.rfc4514_string()
+        cert.issuer.rfc4514_string()
+        cert.public_key()
+        cert.not_valid_before_utc, cert.not_valid_after_utc  # noqa: B018
+    except PARSE_ERRORS as exc:
+        return printable(_short(str(exc) or type(exc).__name__))
+    return None
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def certs_to_pem(certs: list[x509.Certificate]) -> bytes:
@@ -164,7 +204,7 @@ def check_chain(chain: list[x509.Certificate], now: datetime.datetime | None = N
     for position, (cert, issuer) in enumerate(zip(chain, chain[1:], strict=False), start=1):
         try:
             cert.verify_directly_issued_by(issuer)
-        except (ValueError, TypeError, InvalidSignature) as exc:
+        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm) as exc:
             raise AcmeError(f"certificate {position} of the chain is not signed by certificate {position + 1} "
                             f"({exc or type(exc).__name__}): the CA sent a broken chain") from None
         if not _is_ca(issuer):

@@ -32,6 +32,12 @@ DNS_ACCOUNT01 = "dns-account-01"
 DNS_PERSIST01 = "dns-persist-01"
 
 _TOKEN = re.compile(r"[A-Za-z0-9_-]+")
+# RFC 8555 §8.1: a token MUST hold at least 128 bits of entropy, so at least 22 base64url characters
+# (every CA in use sends 43: 32 random bytes). The RFC sets no upper bound, but a token becomes a
+# file name (http-01 --webroot, plus a temporary file's prefix and suffix), and most file systems
+# stop at 255 bytes a name: 128 characters (768 bits) leaves room and is 3 times what any CA needs.
+MIN_TOKEN_LENGTH = 22
+MAX_TOKEN_LENGTH = 128
 # RFC 8659 §4.2: issuer-domain-name = label *("." label), label = (ALPHA / DIGIT) *(*("-") (ALPHA / DIGIT)).
 _ISSUER_DOMAIN_NAME = re.compile(r"[A-Za-z0-9](?:-*[A-Za-z0-9])*(?:\.[A-Za-z0-9](?:-*[A-Za-z0-9])*)*")
 # RFC 8659 §4.2: a parameter value is printable ASCII without space or ';'.
@@ -52,12 +58,14 @@ def _base_domain(identifier: str) -> str:
 
 
 def valid_token(token: Any) -> bool:
-    """True if ``token`` is base64url without padding, as RFC 8555 §8.1 requires of every token.
+    """True if ``token`` is base64url without padding, of 22 to 128 characters (RFC 8555 §8.1).
 
     Check before a token becomes part of a file name, a URL path or a DNS name: a CA that
-    sends "../x", "/" or "" is broken or hostile, and this project will not follow it there.
+    sends "../x", "/", "" or ten kilobytes is broken or hostile, and this project will not
+    follow it there. (22 characters are the 128 bits §8.1 demands; 128 keeps a file name short.)
     """
-    return isinstance(token, str) and _TOKEN.fullmatch(token) is not None
+    return (isinstance(token, str) and MIN_TOKEN_LENGTH <= len(token) <= MAX_TOKEN_LENGTH
+            and _TOKEN.fullmatch(token) is not None)
 
 
 def key_authorization(token: str, account_thumbprint: str) -> str:
@@ -92,14 +100,16 @@ def http01_path(token: str) -> str:
 
     The response body is the key authorization itself (:func:`key_authorization`), not a
     hash of it; RFC 8555's example serves it as ``application/octet-stream``. The CA follows
-    redirects. Raises ValueError for a token that is not base64url (:func:`valid_token`).
+    redirects. Raises ValueError for a token that is not base64url of a sensible length
+    (:func:`valid_token`).
 
     Pick http-01 when a web server you control answers port 80 for every name on the
     certificate: it needs no DNS credentials at all. It cannot prove a wildcard, and the CA
     must reach the server from the Internet, from several vantage points.
     """
     if not valid_token(token):
-        raise ValueError("the CA sent a challenge token that is not base64url (RFC 8555 §8.1); refusing to use it")
+        raise ValueError(f"the CA sent a challenge token that is not base64url of {MIN_TOKEN_LENGTH} to "
+                         f"{MAX_TOKEN_LENGTH} characters (RFC 8555 §8.1); refusing to use it")
     return "/.well-known/acme-challenge/" + token
 
 

@@ -29,7 +29,7 @@ import requests
 
 from . import acme_servers, alibaba, alibaba_api, alidns, dns_lookup
 from .dns_lookup import Server
-from .errors import AcmeError, UsageError
+from .errors import AcmeError, UsageError, bounded
 
 if TYPE_CHECKING:
     import dns.update
@@ -489,14 +489,14 @@ class AlidnsProvider(DnsProvider):
             self._tried.add(record)  # before the call: a timeout may still have created the record
             try:
                 record_id = self.client.add_domain_record(zone, rr, record.value, self.ttl)
-                log.debug("  %s: added %s TXT %s (RecordId %s)", zone, rr, record.value, record_id)
+                log.debug("  %s: added %s TXT %s (RecordId %s)", zone, rr, record.value, bounded(record_id))
             except alidns.AlidnsError as exc:
                 if exc.code != "DomainRecordDuplicate":
                     raise
                 # The value is unique to this challenge, so the record is ours: an earlier attempt made it.
                 record_id = next((r["RecordId"] for r in self.client.txt_records(zone, rr, record.name)
                                   if r["Value"] == record.value), None)
-                log.info("  %s TXT %s was already there (RecordId %s)", record.name, record.value, record_id)
+                log.info("  %s TXT %s was already there (RecordId %s)", record.name, record.value, bounded(record_id))
             if record_id:
                 self._ids[record] = record_id
 
@@ -533,5 +533,6 @@ class AlidnsProvider(DnsProvider):
                 # By RecordId when this object added it; by exact value for an earlier run's.
                 if entry["Value"] == record.value and known in (None, entry["RecordId"]):
                     self.client.delete_domain_record(entry["RecordId"], f"{rr} TXT {record.value} in {domain}")
-                    log.debug("  %s: deleted %s TXT %s (RecordId %s)", domain, rr, record.value, entry["RecordId"])
+                    log.debug("  %s: deleted %s TXT %s (RecordId %s)", domain, rr, record.value,
+                              bounded(entry["RecordId"]))
             self._ids.pop(record, None)

@@ -139,6 +139,7 @@ def bounded(value: Any, limit: int = MAX_FIELD) -> str:
     return printable(text[:limit] + ("..." if len(text) > limit else ""))
 
 
+
 def printable(text: str) -> str:
     """``text`` with control characters escaped, so a CA's string cannot break lines or drive the terminal.
 

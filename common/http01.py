@@ -79,12 +79,13 @@ class Webroot:
     written and the directories created (when they are empty), and says so.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, follow_links: bool = False) -> None:
         if not root.is_dir():
             raise UsageError(f"--webroot {root}: no such directory; give the directory your web server serves "
                              "for http://<name>/ (its document root)")
         self.root = root
         self.directory = root / ".well-known" / "acme-challenge"
+        self.follow_links = follow_links
         self.written: list[Path] = []
         self.created: list[Path] = []
 
@@ -100,15 +101,39 @@ class Webroot:
         log.info("Writing %s to %s...", count(len(files), "key authorization file"), self.directory)
         self._make_directories()
         for path, key_authz in files.items():
+            self._refuse_links()  # again: the directories may have changed since
             # Noted before the write: a token names one challenge, so a file already there can
-            # only be this challenge's, left by an earlier run that was killed.
+            # only be this challenge's, left by an earlier run that was killed. The write goes to
+            # a temporary file created exclusively (O_EXCL, O_NOFOLLOW) and renamed over the name,
+            # which replaces whatever is there, a symbolic link included, and never follows it.
             self.written.append(path)
             atomic_write(path, key_authz.encode("ascii"), PUBLIC)
             log.info("  %s", path)
         return list(files)
 
+    def _refuse_links(self) -> None:
+        """Refuse to write through ``.well-known`` or ``acme-challenge`` when either is a link, unless allowed.
+
+        Whoever can write into the document root (a web application, an upload) could plant a
+        link there and have this step, often run as root, write files elsewhere. A challenge
+        directory shared between sites on purpose is a link too: the user says so with
+        --follow-webroot-links.
+        """
+        if self.follow_links:
+            return
+        for directory in (self.directory.parent, self.directory):
+            if _is_link(directory):
+                try:
+                    target = f" (to {os.readlink(directory)})"
+                except (OSError, ValueError):
+                    target = ""
+                raise UsageError(f"--webroot {self.root}: {directory} is a link{target}; refusing to write "
+                                 "through it. If the challenge directory is shared between sites on purpose, "
+                                 "pass --follow-webroot-links")
+
     def _make_directories(self) -> None:
         for directory in (self.directory.parent, self.directory):
+            self._refuse_links()
             try:
                 directory.mkdir()
             except FileExistsError:
@@ -140,9 +165,19 @@ class Webroot:
             self.created.pop()
 
 
-def webroot(root: Path) -> Webroot:
-    """``with http01.webroot(DIR) as site: site.publish({token: key_authz})`` (RFC 8555 §8.3)."""
-    return Webroot(root)
+def webroot(root: Path, *, follow_links: bool = False) -> Webroot:
+    """``with http01.webroot(DIR) as site: site.publish({token: key_authz})`` (RFC 8555 §8.3).
+
+    ``follow_links`` allows ``.well-known`` or ``.well-known/acme-challenge`` to be a link
+    (a challenge directory shared between sites); without it such a link is refused.
+    """
+    return Webroot(root, follow_links=follow_links)
+
+
+def _is_link(path: Path) -> bool:
+    """A symbolic link, or on Windows a junction, which leads elsewhere just the same."""
+    is_junction = getattr(path, "is_junction", None)  # Python 3.12+
+    return path.is_symlink() or bool(is_junction and is_junction())
 
 
 # --- --standalone --------------------------------------------------------------------------------

@@ -18,14 +18,13 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from . import challenges
+
 # The status values of each object (RFC 8555 §7.1.6). Anything else is not ACME.
 ACCOUNT_STATUSES = ("valid", "deactivated", "revoked")
 ORDER_STATUSES = ("pending", "ready", "processing", "valid", "invalid")
 AUTHZ_STATUSES = ("pending", "valid", "invalid", "deactivated", "expired", "revoked")
 CHALLENGE_STATUSES = ("pending", "processing", "valid", "invalid")
-
-# §8.1: a token is base64url; it becomes part of a file name and a URL path (http-01).
-_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 
 # Checks a URL the CA sent and returns it; ``what`` names it in the error (see http.Client.check_url).
 UrlCheck = Callable[[Any, str], str]
@@ -119,8 +118,13 @@ def challenge(body: Any, url: UrlCheck = https_url) -> dict[str, Any]:
         raise ShapeError(f"a challenge has no type: {shown(c)}")
     url(c.get("url"), f"{c['type']} challenge")
     _status(c, CHALLENGE_STATUSES, f"its {c['type']} challenge")
-    if "token" in c and not (isinstance(c["token"], str) and _TOKEN.fullmatch(c["token"])):
-        raise ShapeError(f"its {c['type']} challenge has a token that is not base64url: {shown(c['token'])}")
+    # §8.1: a token is base64url of a sensible length; it becomes part of a file name and a URL path (http-01).
+    if "token" in c and not challenges.valid_token(c["token"]):
+        token = c["token"]
+        size = f" ({len(token)} characters)" if isinstance(token, str) else ""
+        raise ShapeError(f"its {shown(c['type'])} challenge has a token that is not base64url of "
+                         f"{challenges.MIN_TOKEN_LENGTH} to {challenges.MAX_TOKEN_LENGTH} characters "
+                         f"(RFC 8555 §8.1): {shown(token)}{size}")
     return c
 
 

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 
-from .certs import ip_sans, parse_pem_certificates, read_pem_file, san_names, summary
-from .errors import AcmeError, UsageError
+from .certs import ip_sans, parse_pem_certificates, read_pem_file, san_names, summary, unreadable_certificates
+from .errors import AcmeError, UsageError, bounded, printable
 from .names import host_name
 
 if TYPE_CHECKING:
@@ -167,7 +167,7 @@ def fetch_chain(target: Target, servername: str | None, timeout: float) -> list[
     Nothing is verified during the handshake: a wrong chain is what this is here to show.
     AcmeError (exit 1) with one line when there is no connection or no TLS.
     """
-    from OpenSSL import SSL  # here, not at the top: no other step pays for loading pyOpenSSL
+    from OpenSSL import SSL, crypto  # here, not at the top: no other step pays for loading pyOpenSSL
 
     if timeout <= 0:
         raise UsageError("--timeout must be more than 0 seconds")
@@ -190,12 +190,26 @@ def fetch_chain(target: Target, servername: str | None, timeout: float) -> list[
             conn.set_tlsext_host_name(servername.encode("ascii"))
         conn.set_connect_state()
         _handshake(conn, sock, deadline, target, timeout)
-        chain = conn.get_peer_cert_chain(as_cryptography=True)
+        sent = conn.get_peer_cert_chain() or []
         with contextlib.suppress(SSL.Error, OSError):
             conn.shutdown()
-    if not chain:
+    if not sent:
         raise AcmeError(f"{target}: the TLS handshake finished but the server sent no certificate")
-    return list(chain)
+    return _read_chain([crypto.dump_certificate(crypto.FILETYPE_ASN1, cert) for cert in sent], target)
+
+
+def _read_chain(ders: list[bytes], target: Target) -> list[x509.Certificate]:
+    """The certificates a server sent, each read in full: one the parser refuses is a finding, not a crash."""
+    chain, problems = [], []
+    for position, der in enumerate(ders, start=1):
+        try:
+            chain.append(x509.load_der_x509_certificate(der))
+        except ValueError as exc:
+            problems.append(f"certificate {position}{' (the leaf)' if position == 1 else ''}: {printable(str(exc))}")
+    problems = problems or unreadable_certificates(chain)
+    if problems:
+        raise EndpointError(f"{target} sends a certificate that does not parse:", problems)
+    return chain
 
 
 def _handshake(conn: SSL.Connection, sock: socket.socket, deadline: float, target: Target, timeout: float) -> None:
@@ -291,13 +305,19 @@ def covers(names: list[str], host: str) -> bool:
 
 
 def subject(cert: x509.Certificate) -> str:
-    return cert.subject.rfc4514_string() or "(empty subject)"
+    """The subject as RFC 4514 text, cut and escaped: a server may send anything there."""
+    return bounded(cert.subject.rfc4514_string()) if len(cert.subject) else "(empty subject)"
+
+
+def _names(cert: x509.Certificate) -> str:
+    """The certificate's DNS names and IP addresses, comma-separated, cut and escaped."""
+    return bounded(", ".join(san_names(cert) + ip_sans(cert)))
 
 
 def describe_chain(served: list[x509.Certificate], now: datetime.datetime) -> list[str]:
     """One line per certificate sent: the leaf's names and validity, then each intermediate's subject."""
     leaf, *rest = served
-    lines = [f"leaf: {', '.join(san_names(leaf) + ip_sans(leaf)) or subject(leaf)}; {summary(leaf, now)}"]
+    lines = [f"leaf: {_names(leaf) or subject(leaf)}; {summary(leaf, now)}"]
     lines += [f"then: {subject(cert)}" for cert in rest]
     return lines
 
@@ -322,7 +342,7 @@ def findings(served: list[x509.Certificate], leaf: x509.Certificate, chain: list
     ip = ipaddress_or_none(name)
     covered = str(ip) in ip_sans(sent) if ip is not None else covers(san_names(sent), name)
     if not covered:
-        listed = ", ".join(san_names(sent) + ip_sans(sent)) or "none"
+        listed = _names(sent) or "none"
         problems.append(f"the certificate it serves does not cover {name} (its names: {listed})")
     problems += _chain_findings(intermediates, chain)
     if roots is not None and covered:  # uncovered, every client refuses it anyway: said above

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import re
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from . import jws, resources, wire
+from . import deadline, jws, resources, wire
 from .errors import AcmeError, StepTimeoutError, UsageError
 from .jws import b64url_decode
 from .keys import PrivateKey
@@ -393,25 +392,22 @@ class Client:
         if budget <= 0:
             raise StepTimeoutError(f"gave up after {self.elapsed():.1f} s (--timeout {self.timeout:.0f}) "
                            f"before {method} {url}; raise --timeout to wait longer")
-        outcome: dict[str, Any] = {}
 
-        def run() -> None:
-            try:
-                # verify is passed on every call: a Session-level value would lose to
-                # REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE from the environment.
-                raw = self._http.request(method, url, data=data, headers=headers, verify=self.verify,
-                                         timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), allow_redirects=False, stream=True)
-                outcome["done"] = raw, _read_body(raw, limit)
-            except Exception as exc:  # handed to the step's thread below
-                outcome["error"] = exc
+        def run() -> tuple[requests.Response, bytes]:
+            # verify is passed on every call: a Session-level value would lose to
+            # REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE from the environment.
+            raw = self._http.request(method, url, data=data, headers=headers, verify=self.verify,
+                                     timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), allow_redirects=False, stream=True)
+            return raw, _read_body(raw, limit)
 
-        worker = threading.Thread(target=run, name="acme-exchange", daemon=True)
-        worker.start()
-        worker.join(budget)
-        if worker.is_alive():
+        error: Exception
+        try:
+            return deadline.within(budget, run, "acme-exchange")
+        except deadline.ExpiredError:
             raise AcmeError(f"{method} {url} got no complete answer within {budget:.0f} s: "
-                            "the CA is too slow or something in between holds the connection")
-        error = outcome.get("error")
+                            "the CA is too slow or something in between holds the connection") from None
+        except Exception as exc:  # sorted out below
+            error = exc
         if isinstance(error, requests.exceptions.SSLError):
             raise AcmeError(f"TLS verification failed for {url}: {_reason(error)}; "
                             "trust the server's CA with --ca-bundle FILE") from None
@@ -420,9 +416,7 @@ class Client:
             raise AcmeError(f"cannot reach {url}: {_reason(error)}{hint}") from None
         if isinstance(error, _TooLargeError):
             raise AcmeError(f"{method} {url}: the CA sent more than {limit // 1024} KiB; refusing to read it") from None
-        if error is not None:
-            raise error
-        return outcome["done"]
+        raise error
 
 
 class _TooLargeError(Exception):

@@ -35,6 +35,11 @@ chain.pem and cert.key to deploy. State: ``dns.records(zone)``, ``cas.certificat
 ``cdn.domains``, ``apigateway.groups``; ``calls`` (every request, refused ones with ``error``),
 ``actions()`` and ``calls_of(action)`` (the accepted ones).
 
+Misbehaving, for the tests that distrust it: ``misbehave(action, Misbehaviour(...))`` makes every
+later answer to ``action`` another shape (``change`` turns the honest answer into what is sent),
+raw bytes (``raw``, e.g. megabytes), another HTTP ``status``, or trickle one byte at a time (``trickle`` seconds apart).
+``reset()`` ends the misbehaving, a trickle under way included.
+
 Error codes this file could not confirm in Alibaba's documentation are marked "stand-in".
 """
 
@@ -50,8 +55,10 @@ import os
 import re
 import ssl
 import threading
+import time
 import types
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -102,6 +109,16 @@ class Call:
     params: dict[str, str]
     headers: dict[str, str]
     error: str | None = None
+
+
+@dataclass
+class Misbehaviour:
+    """How to answer one action instead of honestly (see the module docstring)."""
+
+    change: Callable[[dict[str, Any]], Any] | None = None  # the honest JSON answer -> the JSON to send
+    raw: bytes | None = None  # send these bytes as the body instead
+    status: int | None = None  # this HTTP status instead
+    trickle: float = 0.0  # seconds between the bytes of the body
 
 
 @dataclass
@@ -562,6 +579,13 @@ class FakeAlibaba:
             self.cas = CasState()
             self.cdn = CdnState(self.cas)
             self.apigateway = ApiGatewayState()
+            self.misbehaviours: dict[str, Misbehaviour] = {}
+            self.generation = getattr(self, "generation", 0) + 1  # a trickle of an earlier test stops
+
+    def misbehave(self, action: str, how: Misbehaviour) -> None:
+        """Answer ``action`` this way from now on, until ``reset()``."""
+        with self.lock:
+            self.misbehaviours[action] = how
 
     def add_access_key(self, key_id: str, secret: str, security_token: str | None = None) -> None:
         with self.lock:
@@ -723,13 +747,31 @@ class _Handler(BaseHTTPRequestHandler):
             answer["HostId"] = host
             answer["Recommend"] = (f"https://api.aliyun.com/troubleshoot?q={answer['Code']}&product={product}"
                                    f"&requestId={request_id}")
-        data = json.dumps(answer).encode()
-        self.send_response(status)
+        how = self.fake.misbehaviours.get(headers.get("x-acs-action", ""), Misbehaviour())
+        data = how.raw if how.raw is not None else json.dumps(how.change(answer) if how.change else answer).encode()
+        self.send_response(how.status or status)
         self.send_header("Content-Type", "application/json;charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("x-acs-request-id", request_id)
         self.end_headers()
-        self.wfile.write(data)
+        if how.trickle:
+            self._trickle(data, how.trickle)
+        else:
+            self.wfile.write(data)
+
+    def _trickle(self, data: bytes, delay: float) -> None:
+        """One byte at a time, until the client hangs up or the test is over (``reset()``)."""
+        generation = self.fake.generation
+        try:
+            for i in range(len(data)):
+                if self.fake.generation != generation:
+                    break
+                self.wfile.write(data[i:i + 1])
+                self.wfile.flush()
+                time.sleep(delay)
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
+            pass
+        self.close_connection = True
 
     def date_time_string(self, timestamp: float | None = None) -> str:
         """The Date header, from the fake's clock (which a test may set off by ``clock_offset``)."""

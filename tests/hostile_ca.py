@@ -29,6 +29,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from hostile_certs import repeat_extension
 
 from common.jws import b64url_decode
 
@@ -55,6 +56,11 @@ class Request:
 
 
 Answer = Reply | Callable[[Request], Reply]
+
+
+def token(index: int) -> str:
+    """The honest CA's challenge token for authorization ``index``: base64url, as long as §8.1 asks (22+)."""
+    return f"token-{index}-".ljust(32, "x")
 
 
 class HostileCA:
@@ -129,21 +135,22 @@ class HostileCA:
         body = {
             "status": "valid" if valid else "pending",
             "identifier": {"type": "dns", "value": value or name.removeprefix("*.")},
-            "challenges": [{"type": "dns-01", "url": self.url(f"/chall/{index}"), "token": f"token-{index}",
+            "challenges": [{"type": "dns-01", "url": self.url(f"/chall/{index}"), "token": token(index),
                             "status": "valid" if valid else "pending"}],
         }
         if name.startswith("*."):
             body["wildcard"] = True
         return body
 
-    def chain_pem(self, *, leaf_is_ca: bool = False, expired: bool = False, wrong_issuer: bool = False) -> str:
+    def chain_pem(self, *, leaf_is_ca: bool = False, expired: bool = False, wrong_issuer: bool = False,
+                  repeated_extension: bool = False, repeated_extension_in_intermediate: bool = False) -> str:
         """The certificate for the last CSR, then the intermediate; optionally broken in one way."""
         assert self.csr is not None, "no CSR finalized yet"
         now = datetime.datetime.now(datetime.timezone.utc)
         start = now - datetime.timedelta(days=100 if expired else 0, minutes=1)
         signer = ec.generate_private_key(ec.SECP256R1()) if wrong_issuer else self._issuer_key
         san = self.csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        leaf = (
+        builder = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([]))
             .issuer_name(self.intermediate.subject)
@@ -154,9 +161,13 @@ class HostileCA:
             .add_extension(san, critical=False)
             .add_extension(x509.BasicConstraints(ca=leaf_is_ca, path_length=None), critical=True)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()), critical=False)
-            .sign(signer, hashes.SHA256())
         )
-        return "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in (leaf, self.intermediate))
+        leaf = repeat_extension(builder, signer) if repeated_extension else builder.sign(signer, hashes.SHA256())
+        intermediate = self.intermediate
+        if repeated_extension_in_intermediate:
+            intermediate = _ca_cert("Hostile test intermediate", self._issuer_key, self._root_key, self.root.subject,
+                                    repeated=True)
+        return "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in (leaf, intermediate))
 
     # -- behind the scenes -----------------------------------------------------------------
 
@@ -178,7 +189,7 @@ class HostileCA:
             return Reply(200, self.authz_body(int(m.group(1))))
         if m := re.fullmatch(r"/chall/(\d+)", path):
             self.answered.add(int(m.group(1)))
-            return Reply(200, {"type": "dns-01", "url": self.url(path), "token": f"token-{m.group(1)}",
+            return Reply(200, {"type": "dns-01", "url": self.url(path), "token": token(int(m.group(1))),
                                "status": "processing"})
         if path == "/order/1":
             return Reply(200, self.order_body())
@@ -265,10 +276,10 @@ _REASONS = {200: "OK", 201: "Created", 204: "No Content", 301: "Moved Permanentl
 
 
 def _ca_cert(name: str, key: ec.EllipticCurvePrivateKey, signer: ec.EllipticCurvePrivateKey,
-             issuer: x509.Name | None) -> x509.Certificate:
+             issuer: x509.Name | None, *, repeated: bool = False) -> x509.Certificate:
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.timezone.utc)
-    return (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer or subject)
@@ -277,6 +288,6 @@ def _ca_cert(name: str, key: ec.EllipticCurvePrivateKey, signer: ec.EllipticCurv
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=365))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(signer, hashes.SHA256())
     )
+    return repeat_extension(builder, signer) if repeated else builder.sign(signer, hashes.SHA256())
 

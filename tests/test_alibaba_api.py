@@ -36,10 +36,10 @@ def spy(monkeypatch):
         used["call"].append(args[1])  # the action
         return real_call(*args, **kw)
 
-    def paged(fetch, path, page_size, max_pages):
+    def paged(fetch, path, page_size, max_pages, *args, **kw):
         pages: list[int] = []
         used["paged"].append((path, pages))
-        yield from real_paged(lambda page: pages.append(page) or fetch(page), path, page_size, max_pages)
+        yield from real_paged(lambda page: pages.append(page) or fetch(page), path, page_size, max_pages, *args, **kw)
 
     monkeypatch.setattr(alibaba_api, "call", call)
     monkeypatch.setattr(alibaba_api, "paged", paged)
@@ -72,7 +72,7 @@ def test_pager_stops_at_total_count_at_an_empty_page_and_at_its_bound():
     assert [item["n"] for item in alibaba_api.paged(fetch, ("List", "Item"), 2, 10)] == [
         (1, 0), (1, 1), (2, 0), (2, 1), (3, 0), (3, 1)]
     assert asked == [1, 2, 3]  # 3 pages of 2 cover 5
-    fetch, asked = listing(total="garbage", per_page=2)
+    fetch, asked = listing(total=None, per_page=2)  # no TotalCount: no more pages
     assert len(list(alibaba_api.paged(fetch, ("List", "Item"), 2, 10))) == 2 and asked == [1]
     fetch, asked = listing(total=10**9, per_page=2, last_page=2)  # claims more than it has
     assert len(list(alibaba_api.paged(fetch, ("List", "Item"), 2, 10))) == 4 and asked == [1, 2, 3]
@@ -80,13 +80,24 @@ def test_pager_stops_at_total_count_at_an_empty_page_and_at_its_bound():
     assert len(list(alibaba_api.paged(fetch, ("List", "Item"), 2, 7))) == 14 and asked == list(range(1, 8))
 
 
-def test_pager_takes_the_objects_at_the_path_only():
+NOT_A_COUNT = "a TotalCount that is not a number of items"
+
+
+def test_pager_takes_the_objects_at_the_path_and_refuses_other_shapes():
     def fetch(page):
-        return {"TotalCount": 4, "CertificateOrderList": [{"a": 1}, "text", None, {"b": 2}]}
+        return {"TotalCount": 4, "CertificateOrderList": [{"a": 1}, {"b": 2}]}
 
     assert list(alibaba_api.paged(fetch, ("CertificateOrderList",), 50, 3)) == [{"a": 1}, {"b": 2}]
-    for answer in ({}, {"Domains": None}, {"Domains": {"Domain": {"not": "a list"}}}, {"Domains": "x"}):
-        assert alibaba_api.listed_items(answer, ("Domains", "Domain")) == []
+    for answer in ({}, {"Domains": None}, {"Domains": {}}, {"Domains": {"Domain": None}}):
+        assert alibaba_api.listed_items(answer, ("Domains", "Domain")) == []  # nothing listed
+    for answer, words in [({"Domains": {"Domain": {"not": "a list"}}}, "a Domains.Domain that is not a list"),
+                          ({"Domains": "x"}, "a Domains that is not an object"),
+                          ({"Domains": {"Domain": [{"a": 1}, "text"]}}, "a Domains.Domain entry that is not an object"),
+                          ({"Domains": {"Domain": [{}]}, "TotalCount": "4"}, NOT_A_COUNT),
+                          ({"Domains": {"Domain": [{}]}, "TotalCount": -1}, NOT_A_COUNT),
+                          ({"Domains": {"Domain": [{}]}, "TotalCount": True}, NOT_A_COUNT)]:
+        with pytest.raises(AcmeError, match=f"^Alibaba Cloud sent {words}: .* \\(the zones, page 1\\)$"):
+            list(alibaba_api.paged(lambda page, answer=answer: answer, ("Domains", "Domain"), 2, 3, "the zones"))
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 from helpers import ROOT, STEPS, fails, hostile_account, plain_env, run_script, start_ca, wait_for_line
-from hostile_ca import Reply
+from hostile_ca import Reply, token
 from servers import Bind, _free_bind_address, new_tsig_secret, tsig_key_file
 
 RECORDS_FILE = "dns-records.json"
@@ -643,7 +643,7 @@ def test_a_challenge_put_back_to_pending_ends_at_the_timeout_saying_where_each_n
     """ACMEEH without its retry worker: the answer says pending, with no error, and the order stays pending."""
     for i in range(2):
         hostile.answer("POST", f"/chall/{i}", Reply(200, {"type": "dns-01", "url": hostile.url(f"/chall/{i}"),
-                                                          "token": f"token-{i}", "status": "pending"}))
+                                                          "token": token(i), "status": "pending"}))
     began = time.monotonic()
     result = run_step(6, hostile_work, *challtestsrv(ca, "--timeout", "3"))
     assert time.monotonic() - began < 40  # near the 3 s, not at a default of minutes

@@ -18,8 +18,8 @@ import sys
 import time
 
 import pytest
-from helpers import ROOT, STEPS, fails, hostile_account, plain_env, run_script, unique, wait_for_line
-from hostile_ca import Reply
+from helpers import ROOT, STEPS, fails, free_port, hostile_account, plain_env, run_script, unique, wait_for_line
+from hostile_ca import Reply, token
 
 NAME = unique("hostile")
 
@@ -95,7 +95,7 @@ FAR_FUTURE = "Fri, 31 Dec 9999 23:59:59 GMT"
 
 def test_far_future_retry_after_on_a_challenge_answer_gives_up_at_once(ca, hostile, work):
     assert run(5, work).returncode == 0
-    challenge = {"type": "dns-01", "url": hostile.url("/chall/0"), "token": "token-0", "status": "processing"}
+    challenge = {"type": "dns-01", "url": hostile.url("/chall/0"), "token": token(0), "status": "processing"}
     hostile.answer("POST", "/chall/0", Reply(200, challenge, {"Retry-After": FAR_FUTURE}))
     result, seconds = timed(6, work, *dns_challenge(ca, "--timeout", "20"))
     fails(result, 1, "gave up after", "days more", "06_dns_challenge.py again", one_line=False)
@@ -331,7 +331,7 @@ def test_an_authorization_for_a_name_not_ordered_publishes_nothing(ca, hostile, 
 
 def test_a_challenge_already_invalid_stops_at_once_with_its_error(ca, hostile, work):
     assert run(5, work).returncode == 0
-    failed = {"type": "dns-01", "url": hostile.url("/chall/0"), "token": "token-0", "status": "invalid",
+    failed = {"type": "dns-01", "url": hostile.url("/chall/0"), "token": token(0), "status": "invalid",
               "error": "a plain string, not a problem document"}
     hostile.answer("POST", "/chall/0", Reply(200, failed))
     result, seconds = timed(6, work, *dns_challenge(ca))
@@ -349,6 +349,69 @@ def test_an_invalid_order_shows_each_failed_authorization(ca, hostile, work):
     hostile.answer("POST", "/order/1", lambda req: Reply(200, hostile.order_body("invalid") | {"error": "a string"}))
     result = run(6, work, *dns_challenge(ca))
     fails(result, 1, "the order is invalid", f"dns:{NAME}", "no TXT record found", one_line=False)
+
+
+HTTP_STEP = "06_http_challenge.py"
+
+
+def run_http(work, *args: str) -> subprocess.CompletedProcess:
+    """06_http_challenge.py on ``work``, without the self-check (the names resolve nowhere)."""
+    command = [sys.executable, str(ROOT / HTTP_STEP), "--dir", str(work), "--no-self-check", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=work.parent, env=plain_env())
+
+
+def offer_http01(hostile, token_value) -> None:
+    """Make the first authorization offer an http-01 challenge with this token."""
+    def authz(req):
+        body = hostile.authz_body(0)
+        body["challenges"] = [{"type": "http-01", "url": hostile.url("/chall/0"), "token": token_value,
+                               "status": "pending"}]
+        return Reply(200, body)
+    hostile.answer("POST", "/authz/0", authz)
+
+
+@pytest.mark.parametrize("mode", ["webroot", "standalone"])
+def test_a_token_of_ten_kilobytes_is_the_cas_fault_and_touches_nothing(hostile, work, tmp_path, mode):
+    assert run(5, work).returncode == 0
+    offer_http01(hostile, "A" * 10240)
+    webroot = tmp_path / "www"
+    webroot.mkdir()
+    where = ["--webroot", str(webroot)] if mode == "webroot" else [
+        "--standalone", "--http-port", str(free_port()), "--bind", "127.0.0.1"]
+    result = run_http(work, *where)
+    fails(result, 1, "the CA sent a bad authorization", "token", "22 to 128 characters", "10240 characters")
+    assert len(result.stderr) < 1000
+    assert list(webroot.iterdir()) == [] and hostile.hits("POST", "/chall/0") == 0
+
+
+def test_a_token_shorter_than_128_bits_is_refused(ca, hostile, work):
+    assert run(5, work).returncode == 0
+    short = hostile.authz_body(0)
+    short["challenges"][0]["token"] = "token-0"
+    hostile.answer("POST", "/authz/0", Reply(200, short))
+    fails(run(6, work, *dns_challenge(ca)), 1, "a token that is not base64url of 22 to 128 characters")
+    assert ca.txt("_acme-challenge." + NAME) == [] and hostile.hits("POST", "/chall/0") == 0
+
+
+@pytest.mark.parametrize("linked", [".well-known", ".well-known/acme-challenge"])
+def test_a_link_in_the_webroot_is_refused_unless_allowed(hostile, work, tmp_path, linked):
+    assert run(5, work).returncode == 0
+    offer_http01(hostile, token(0))
+    webroot, elsewhere = tmp_path / "www", tmp_path / "elsewhere"
+    (webroot / ".well-known").mkdir(parents=True)
+    (elsewhere / "acme-challenge" if linked == ".well-known" else elsewhere).mkdir(parents=True)
+    if linked == ".well-known":
+        (webroot / ".well-known").rmdir()
+    (webroot / linked).symlink_to(elsewhere, target_is_directory=True)
+    result = run_http(work, "--webroot", str(webroot))
+    fails(result, 2, f"{webroot / linked} is a link (to {elsewhere})", "--follow-webroot-links")
+    assert [p for p in elsewhere.rglob("*") if p.is_file()] == [] and hostile.hits("POST", "/chall/0") == 0
+
+    # Said deliberately, a shared challenge directory is used, and only this step's file removed again.
+    result = run_http(work, "--webroot", str(webroot), "--follow-webroot-links")
+    assert result.returncode == 0, result.stderr
+    assert token(0) in result.stdout and [p for p in elsewhere.rglob("*") if p.is_file()] == []
+    assert (webroot / linked).is_symlink()
 
 
 def test_control_characters_from_the_ca_are_escaped(hostile, work):
@@ -415,6 +478,8 @@ def test_an_order_valid_without_a_certificate_url_says_so(hostile, work):
     ("leaf_is_ca", ["CA certificate where the leaf belongs"]),
     ("expired", ["expired"]),
     ("wrong_issuer", ["not signed by certificate 2"]),
+    ("repeated_extension", ["does not parse", "certificate 1 (the leaf)", "Duplicate", "extension"]),
+    ("repeated_extension_in_intermediate", ["does not parse", "certificate 2 (an intermediate)", "Duplicate"]),
 ])
 def test_a_chain_that_does_not_hold_is_not_saved(hostile, work, flaw, words):
     finalized(hostile, work)

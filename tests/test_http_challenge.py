@@ -45,6 +45,7 @@ from common.workdir import WorkDir
 STEP = ROOT / "06_http_challenge.py"
 CHALLENGE_DIR = Path(".well-known") / "acme-challenge"
 TOKEN = "LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0"  # RFC 8555 §8.3's example
+OTHER_TOKEN = "other-token-" + "x" * 20  # base64url of 22 to 128 characters, as tokens must be (§8.1)
 KEY_AUTHZ = TOKEN + ".9jg46WB3rR_AHD-EBXdN7cBkH1WOu0tA3M9fm21mqTI"
 
 
@@ -362,7 +363,7 @@ def test_webroot_writes_public_files_atomically_and_removes_exactly_what_it_made
 
 def test_webroot_keeps_a_directory_that_others_use_meanwhile(tmp_path):
     with http01.webroot(tmp_path) as site:
-        site.publish({TOKEN: KEY_AUTHZ, "other-token": "other-token.x"})
+        site.publish({TOKEN: KEY_AUTHZ, OTHER_TOKEN: f"{OTHER_TOKEN}.x"})
         (tmp_path / CHALLENGE_DIR / "not-mine").write_text("another client's file")
     assert sorted(p.name for p in (tmp_path / CHALLENGE_DIR).iterdir()) == ["not-mine"]
 
@@ -374,7 +375,7 @@ def test_webroot_cleans_up_when_interrupted(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("token", ["../../etc/passwd", "a/b", "", "tok en", "tök", ".", "a.b"])
+@pytest.mark.parametrize("token", ["../../etc/passwd", "a/b", "", "tok en", "tök", ".", "a.b", "short", "A" * 10240])
 def test_a_token_that_is_not_base64url_touches_nothing(tmp_path, token):
     with http01.webroot(tmp_path) as site, pytest.raises(AcmeError, match="not base64url"):
         site.publish({TOKEN: KEY_AUTHZ, token: "x"})
@@ -446,7 +447,7 @@ def test_self_check_fetches_as_the_ca_does():
         with pytest.raises(UsageError, match="instead of the key authorization.*--no-self-check"):
             http01.self_check("localhost", TOKEN, TOKEN + ".wrong", port=port)
         with pytest.raises(UsageError, match="answers HTTP 404"):
-            http01.self_check("localhost", "other-token", KEY_AUTHZ, port=port)
+            http01.self_check("localhost", OTHER_TOKEN, KEY_AUTHZ, port=port)
         with redirect_to(f"http://127.0.0.1:{port}") as redirecting:  # the CA follows redirects, so does the check
             assert http01.self_check("localhost", TOKEN, KEY_AUTHZ, port=redirecting) is True
     with pytest.raises(UsageError, match=r"cannot be fetched \(Connection refused\)"):

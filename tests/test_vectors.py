@@ -260,15 +260,21 @@ def test_http01_path_rfc8555_8_3_example():
     assert challenges.HTTP01 == "http-01"
 
 
-@pytest.mark.parametrize("token", [RFC8555_TOKEN, "a", "A-_z09", "ODE4OWY4NTktYjhmYS00YmY1LTk5MDgtZTFjYTZmNjZlYTUx"])
+@pytest.mark.parametrize("token", [RFC8555_TOKEN, "A-_z09" * 4, "ODE4OWY4NTktYjhmYS00YmY1LTk5MDgtZTFjYTZmNjZlYTUx",
+                                   "a" * 22, "a" * 128])
 def test_valid_token_accepts_base64url(token):
     assert challenges.valid_token(token)
+
+
+# §8.1: at least 128 bits (22 characters); more than 128 characters is no token a CA needs.
+PADDING = "A" * 22
 
 
 @pytest.mark.parametrize(
     "token",
     ["", ".", "..", "../etc/passwd", "/", "a/b", "a\\b", "abc=", "ab+c", "a b", "abc\n", "\u0430bc", "ab%2e",
-     None, 123, b"abc"],
+     None, 123, b"abc", "a", "A-_z09", "a" * 21, "a" * 129, "A" * 10240,
+     *(PADDING + bad for bad in ("=", "/x", ".x", "\n", " "))],
 )
 def test_valid_token_refuses_everything_else(token):
     assert not challenges.valid_token(token)
