@@ -24,7 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from helpers import ROOT, fails, free_port, hostile_account, plain_env, run_plain, run_script, unique, wait_for_line
-from hostile_ca import Reply
+from hostile_ca import Reply, token
 
 from common import certs, names, rfc8555, served_chain, tls_alpn
 from common.errors import UsageError
@@ -353,7 +353,7 @@ def test_only_acme_tls_1_handshakes_are_answered_while_the_step_serves_and_sigte
     assert run_plain(5, "--dir", str(work), env=plain_env(), cwd=tmp_path).returncode == 0
     hostile.answer("POST", "/authz/0", Reply(200, {
         "status": "pending", "identifier": {"type": "dns", "value": name},
-        "challenges": [{"type": "tls-alpn-01", "url": hostile.url("/chall/0"), "token": "token-0",
+        "challenges": [{"type": "tls-alpn-01", "url": hostile.url("/chall/0"), "token": token(0),
                         "status": "pending"}],
     }))
     hostile.answer("POST", "/order/1", lambda req: Reply(200, hostile.order_body("pending")))
