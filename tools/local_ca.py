@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import fcntl
 import ipaddress
 import json
 import os
@@ -98,7 +99,12 @@ def find_pebble() -> tuple[str, str]:
     on_path = shutil.which("pebble")
     if on_path and shutil.which("pebble-challtestsrv") and _debian_version(on_path) >= MIN_VERSION:
         return on_path, shutil.which("pebble-challtestsrv") or ""
-    install_from_debian(BIN_DIR)
+    # Parallel test workers all start a CA at once: one installs, the others wait and use its copy.
+    BIN_DIR.parent.mkdir(parents=True, exist_ok=True)
+    with open(BIN_DIR.parent / ".install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not local.exists():
+            install_from_debian(BIN_DIR)
     return str(local), str(BIN_DIR / "pebble-challtestsrv")
 
 
@@ -147,9 +153,14 @@ def install_from_debian(bin_dir: Path) -> None:
                 raise SetupError(f"apt-get {' '.join(step)} failed: {result.stderr.strip().splitlines()[-1:]}")
         deb = next(work.glob("pebble_*.deb"))
         subprocess.run(["dpkg", "-x", str(deb), str(work / "root")], check=True)
-        bin_dir.mkdir(parents=True, exist_ok=True)
+        # Both binaries appear at once (one rename of their directory), so bin_dir/pebble means both are there.
+        staged = Path(tempfile.mkdtemp(prefix="bin-", dir=bin_dir.parent))
         for name in ("pebble", "pebble-challtestsrv"):
-            shutil.copy2(work / "root" / "usr" / "bin" / name, bin_dir / name)
+            shutil.copy2(work / "root" / "usr" / "bin" / name, staged / name)
+        staged.chmod(0o755)
+        if bin_dir.exists():  # an empty or partial directory from an older, interrupted install
+            shutil.rmtree(bin_dir)
+        staged.rename(bin_dir)
     print(f"Installed {deb.name}")
 
 
@@ -324,9 +335,15 @@ def status(args: argparse.Namespace) -> None:
     print(json.dumps(current, indent=2))
 
 
+def install(args: argparse.Namespace) -> None:
+    pebble, _ = find_pebble()
+    print(f"Pebble: {pebble}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("action", choices=("start", "stop", "status"))
+    p.add_argument("action", choices=("start", "stop", "status", "install"),
+                   help="install: only make sure Pebble is there (start does it too)")
     p.add_argument("--state-dir", type=Path, default=local_ca_dir(),
                    help="config, certificates, logs and state.json (default: $ACME_LOCAL_CA_DIR or .local-ca)")
     for option, default in (("acme-port", 14000), ("management-port", 15000), ("dns-port", 8053),
@@ -345,7 +362,7 @@ def main() -> None:
     args = p.parse_args()
     args.state_dir = args.state_dir.resolve()
     try:
-        {"start": start, "stop": stop, "status": status}[args.action](args)
+        {"start": start, "stop": stop, "status": status, "install": install}[args.action](args)
     except SetupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
