@@ -35,6 +35,7 @@ def main(args):
     saved = renewal.saved_decision(work, cert)  # renewal.json, if it is about this certificate
 
     if not client.directory.get("renewalInfo"):
+        log.info("The CA offers no renewal information (ARI) in its directory")
         decision = renewal.lifetime_decision(cert)
     elif renewal.asked_recently(saved, now):
         log.info("Asked the CA already; asking again after %s (its Retry-After)", saved.ask_again_after)
@@ -62,7 +63,8 @@ def main(args):
         if decision.explanation_url:
             log.info("  why: %s", decision.explanation_url)
     else:
-        log.info("The CA offers no renewal information (ARI): going by the certificate's lifetime")
+        log.info("Going by the certificate's lifetime: renew when a third of it is left (half, if it is "
+                 "shorter than 10 days)")
     due = decision.due(now)
     log.info("Renewal time chosen: %s (%s)", decision.renew_at, "due now" if due else "not due yet")
     if due:

@@ -6,6 +6,7 @@ alone into another project: ``jws``, ``challenges`` and ``alibaba``.
 The protocol (RFC 8555):
 - ``jws``          base64url, JWK, thumbprint, JWS signing, EAB and key-change JWS (RFC 7515, 7638); copy it alone
 - ``transport``    the transport: nonces, signed POSTs, retries, polling, deadlines, URL checks (§6)
+- ``deadline``     a total time limit on one network exchange (the CA's and Alibaba Cloud's)
 - ``wire``         what crosses the wire, shown with -vv: request and status lines, headers, bodies
 - ``resources``    the CA's objects, checked before use (§7.1)
 - ``rfc8555``      one function per ACME endpoint (§7), ARI's renewalInfo (RFC 9773)
@@ -30,6 +31,7 @@ Keys, certificates and the account:
 - ``rollover``     a key change that survives interruption (step 13)
 - ``revocation``   revocation reasons and who may revoke (step 12)
 - ``renewal``      when to renew: ARI or the lifetime (step 11)
+- ``renewal_runs`` renew.sh's bookkeeping: saved options, last result and back-off, the lock, the walk
 - ``pkcs12``       the .pfx bundle for Windows, its password
 - ``iis``          the install-iis.ps1 script step 09 writes
 - ``secret_input`` passwords and HMAC keys from a file or the environment, never the command line

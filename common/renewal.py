@@ -68,6 +68,11 @@ def saved_decision(work: WorkDir, cert: x509.Certificate) -> Decision | None:
         data: Any = work.read_json(RENEWAL)
         decision = Decision(**data)
         _time(decision.renew_at)
+        for value in (decision.window_start, decision.window_end, decision.ask_again_after):
+            if value is not None:
+                _time(value)  # every time in it must read back: a damaged one means deciding again
+        if not isinstance(decision.certificate, str) or decision.source not in ("ari", "lifetime"):
+            raise ValueError("not a decision this step wrote")
         if decision.explanation_url is not None and not _sane_url(decision.explanation_url):
             decision.explanation_url = None  # saved by an older version that kept whatever the CA sent
     except (UsageError, TypeError, ValueError) as exc:  # damaged: only a lost decision, made again

@@ -26,7 +26,7 @@ ORDER_STATUSES = ("pending", "ready", "processing", "valid", "invalid")
 AUTHZ_STATUSES = ("pending", "valid", "invalid", "deactivated", "expired", "revoked")
 CHALLENGE_STATUSES = ("pending", "processing", "valid", "invalid")
 
-# Checks a URL the CA sent and returns it; ``what`` names it in the error (see http.Client.check_url).
+# Checks a URL the CA sent and returns it; ``what`` names it in the error (see transport.Client.check_url).
 UrlCheck = Callable[[Any, str], str]
 
 
@@ -42,7 +42,7 @@ def shown(value: Any, limit: int = 80) -> str:
 
 
 def https_url(value: Any, what: str) -> str:
-    """The plain check: an absolute https URL. ``http.Client.check_url`` adds the host check."""
+    """The plain check: an absolute https URL. ``transport.Client.check_url`` adds the host check."""
     if not isinstance(value, str) or urlsplit(value).scheme != "https" or not urlsplit(value).hostname:
         raise ShapeError(f"its {what} URL is not an https URL: {shown(value)}")
     return value

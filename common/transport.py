@@ -60,7 +60,7 @@ REQUEST_LOG_ENV = "ACME_REQUEST_LOG"
 
 
 class NonceStore(Protocol):
-    """Where the latest nonce and the directory survive between steps (see state.SessionCache)."""
+    """Where the latest nonce and the directory survive between steps (see workdir.SessionCache)."""
 
     directory: dict[str, Any] | None
     nonce: str | None

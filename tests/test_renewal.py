@@ -65,6 +65,21 @@ def test_lifetime_rule_a_third_left_or_half_when_short(days, left):
 # --- against Pebble -------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("field", ["renew_at", "window_start", "window_end", "ask_again_after"])
+def test_a_damaged_time_in_renewal_json_means_deciding_again(tmp_path, field):
+    from common.workdir import WorkDir
+
+    cert = _cert(7, b"\x01" * 20)
+    good = {"certificate": certs.fingerprint(cert), "source": "ari", "renew_at": "2027-01-02T03:04:05Z",
+            "window_start": "2027-01-01T00:00:00Z", "window_end": "2027-01-03T00:00:00Z",
+            "ask_again_after": "2026-12-01T00:00:00Z"}
+    work = WorkDir(tmp_path)
+    (tmp_path / "renewal.json").write_text(json.dumps(good))
+    assert renewal.saved_decision(work, cert) is not None
+    (tmp_path / "renewal.json").write_text(json.dumps({**good, field: "soon-ish"}))
+    assert renewal.saved_decision(work, cert) is None
+
+
 def ari_friendly(ca, work, names):
     """Issue a certificate for ``names``, again if its serial needs a DER leading zero: Pebble
     2.10 cannot match such a serial in ``replaces`` (it compares hex with the zero kept)."""

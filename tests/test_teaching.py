@@ -23,6 +23,15 @@ def test_a_python_without_the_packages_says_what_to_do(step, tmp_path):
     fails(result, 2, "lacks the packages", ".venv/bin/python", "./setup.sh")
 
 
+@pytest.mark.parametrize("script", sorted(p.name for p in ROOT.glob("[0-9][0-9]_*.py")))
+def test_every_step_starts_in_a_fresh_interpreter(script):
+    """--help in a new Python, not through tests/step_launcher.py (which has every module imported already)."""
+    result = subprocess.run([sys.executable, str(ROOT / script), "--help"], capture_output=True, text=True,
+                            env=plain_env(), timeout=60)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert "Reads:" in result.stdout or "Writes:" in result.stdout, result.stdout
+
+
 @pytest.mark.parametrize(("name", "words"), [
     ("exa_mple.com", ["underscore", "letters, digits and hyphens"]),
     ("ex ample.com", ["' ' (U+0020)", "cannot be part of a domain name"]),

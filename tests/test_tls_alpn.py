@@ -51,7 +51,8 @@ def test_acme_identifier_is_the_der_octet_string_of_the_sha256_of_the_key_author
     assert extension.critical
     assert extension.value.value == b"\x04\x20" + digest  # OCTET STRING, 32 bytes, the digest
     assert challenge.digest == digest
-    # The same digest as dns-01's TXT value for this key authorization (NOTES.md), in another encoding.
+    # The same digest as dns-01's TXT value for RFC 8555 §8.3's key authorization (as in Boulder's tests),
+    # in another encoding.
     assert jws.b64url(digest) == "LPsIwTo7o8BoG0-vjCyGQGBWSVIPxI-i_X336eUOQZo"
     # And as a CA decodes it: DER, one OCTET STRING, nothing after it.
     from cryptography.hazmat.primitives.serialization import Encoding
