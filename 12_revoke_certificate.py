@@ -60,10 +60,13 @@ def main(args):
 
     if revocation.is_work_dir_certificate(work, cert):
         renewal.forget(work)  # the saved plan to renew later no longer holds: a revoked certificate is due now
+        # renew.sh keeps the options it saved for the directory and adds --new-key to them; with none saved
+        # yet, step 06's options are given with it.
+        options = "" if work.exists("renew-options.json") else " and step 06's options"
         if args.reason == "keyCompromise":  # the new certificate needs a new key as well
-            steps = "--force --new-key (or 02_create_cert_key.py --force, 03_create_csr.py, then 05 to 08)"
+            steps = f"--force --new-key{options} (or 02_create_cert_key.py --force, 03_create_csr.py, then 05 to 08)"
         else:
-            steps = "--force (or 05_new_order.py to 08_get_certificate.py)"
+            steps = f"--force{options} (or 05_new_order.py to 08_get_certificate.py)"
         account = ("" if work.exists(workdir.ACCOUNT)
                    else "01_create_account_key.py --force and 04_new_account.py, then ")
         log.info("Next: replace %s now: %s./renew.sh --dir %s %s", work.path(workdir.CERT), account, work.root, steps)

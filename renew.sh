@@ -2,9 +2,11 @@
 # Keep certificates alive, unattended: renew every work directory when its CA says it is time
 # (ARI, RFC 9773), each with the options saved in it, from cron or a systemd timer (systemd/).
 #
-#   ./renew.sh --dir DIR [--provider P ...06 options...] [--http] [--profile NAME] [--new-key]
+#   ./renew.sh --dir DIR [--provider P ...06 options...] [--http | --tls-alpn] [--profile NAME] [--new-key]
 #              [--password-file FILE | --password-env VAR] [--deploy-hook CMD] [--on-failure-hook CMD]
-#              [--fallback DIR2] [--force] [-v]        (the options are saved in DIR for later runs)
+#              [--hook-timeout SECONDS] [--fallback DIR2] [--reset] [--force] [-v]
+#              (the options are saved in DIR for later runs: each kind given replaces only its saved
+#              one; --reset replaces them all)
 #   ./renew.sh --all ROOT [--force] [-v]               (every directory under ROOT with a cert.pem)
 #   ./renew.sh --status [--all ROOT | --dir DIR]       (asks no CA anything)
 #

@@ -5,8 +5,9 @@ Each directory it renews holds three more files:
 
 - renew-options.json: how this directory renews (step 06's options, --http, --profile, --new-key,
   the .pfx password's file or variable, the hooks, the fallback CA). Saved by ``renew.sh --dir DIR
-  OPTIONS`` and reused by every later run. Plain JSON a person can read: it names a password
-  file or an environment variable, never a secret's value.
+  OPTIONS`` (each kind of option given replaces that kind only) and reused by every later run.
+  Plain JSON a person can read: it names a password file or an environment variable, never a
+  secret's value; private all the same (0600), since hook command lines often carry tokens.
 - renew-state.json: what the runs did: the last result, the failures in a row and the time before
   which no new attempt is made (the back-off), a pause the CA asked for, and which CA issued the
   current certificate (ARI and ``replaces`` belong to that CA).
@@ -42,7 +43,10 @@ HTTP_CHALLENGE = "06_http_challenge.py"
 TLS_ALPN_CHALLENGE = "06_tls_alpn_challenge.py"
 
 # Step-06 options whose value is a path: saved absolute, since a timer runs in another directory.
-PATH_OPTIONS = ("--webroot", "--tsig-key-file", "--exec-hook")
+PATH_OPTIONS = ("--webroot", "--tsig-key-file", "--ca-bundle", "--exec-hook")
+# Of those, the ones whose bare name (no /) is a program found on PATH, not a file here.
+PROGRAM_OPTIONS = ("--exec-hook",)
+HOOK_TIMEOUT = 600  # seconds a hook may run when the directory saved no --hook-timeout
 
 
 @dataclass
@@ -57,6 +61,7 @@ class RenewOptions:
     password_env: str | None = None  # a variable's name, never its value
     deploy_hook: str | None = None
     on_failure_hook: str | None = None
+    hook_timeout: int | None = None  # seconds; None: HOOK_TIMEOUT
     fallback: str | None = None  # a work directory with an account at another CA (01 and 04)
 
     def password_options(self) -> list[str]:
@@ -75,7 +80,9 @@ class RenewOptions:
             words.insert(0, "--tls-alpn")
         for flag, value in (("--profile", self.profile), ("--password-file", self.password_file),
                             ("--password-env", self.password_env), ("--deploy-hook", self.deploy_hook),
-                            ("--on-failure-hook", self.on_failure_hook), ("--fallback", self.fallback)):
+                            ("--on-failure-hook", self.on_failure_hook),
+                            ("--hook-timeout", str(self.hook_timeout) if self.hook_timeout else None),
+                            ("--fallback", self.fallback)):
             if value:
                 words += [flag, value]
         if self.new_key:
@@ -93,32 +100,58 @@ def absolute_paths(options: list[str], cwd: Path) -> list[str]:
         if name not in PATH_OPTIONS:
             continue
         if eq:
-            out[i] = f"{name}={_absolute(value, cwd)}"
+            out[i] = f"{name}={_absolute(name, value, cwd)}"
         elif i + 1 < len(out):
-            out[i + 1] = _absolute(out[i + 1], cwd)
+            out[i + 1] = _absolute(name, out[i + 1], cwd)
     return out
 
 
-def _absolute(value: str, cwd: Path) -> str:
-    if "/" not in value or os.path.isabs(value):
+def _absolute(name: str, value: str, cwd: Path) -> str:
+    if os.path.isabs(value) or (name in PROGRAM_OPTIONS and "/" not in value):
         return value
     return os.path.normpath(cwd / value)
 
 
+def _text_or_none(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+# What each field of renew-options.json must hold: a hand-edited file is checked before anything runs.
+_FIELD_CHECKS: dict[str, tuple[str, Any]] = {
+    "challenge_step": ("a step's file name", lambda v: isinstance(v, str) and v.startswith("06_")),
+    "challenge_options": ("a list of strings", lambda v: isinstance(v, list) and all(isinstance(w, str) for w in v)),
+    "new_key": ("true or false", lambda v: isinstance(v, bool)),
+    "hook_timeout": ("a whole number of seconds or null",
+                     lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v > 0)),
+}
+
+
 def read_options(work: Path) -> RenewOptions | None:
-    """renew-options.json, or None when the directory has none (or only a damaged one: see the warning)."""
-    data = _read_json(work / OPTIONS)
+    """renew-options.json, or None when the directory has none. Raises ValueError, one line saying which file
+    and what to do, when it is damaged: not JSON, or a field of the wrong kind (``"profile": 5``)."""
+    path = work / OPTIONS
+    data = _read_json(path)
     if data is None:
         return None
     known = {f.name for f in fields(RenewOptions)}
-    return RenewOptions(**{k: v for k, v in data.items() if k in known})
+    values = {k: v for k, v in data.items() if k in known}
+    for name, value in values.items():
+        kind, check = _FIELD_CHECKS.get(name, ("a string or null", _text_or_none))
+        if not check(value):
+            shown = json.dumps(value)
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            raise ValueError(f"{path} is damaged ({name} should be {kind}, not {shown}): fix it, or save the "
+                             f"options again with renew.sh --dir {work} --reset OPTIONS")
+    return RenewOptions(**values)
 
 
 def save_options(work: Path, options: RenewOptions) -> Path:
     path = work / OPTIONS
-    data = {"about": "how renew.sh renews this directory; replaced by renew.sh --dir DIR with new options",
+    data = {"about": "how renew.sh renews this directory; renew.sh --dir DIR OPTIONS replaces the kinds given "
+                     "(with --reset, all of them)",
             **asdict(options)}
-    atomic_write(path, (json.dumps(data, indent=2) + "\n").encode())
+    # Private: hook command lines often carry a webhook's token.
+    atomic_write(path, (json.dumps(data, indent=2) + "\n").encode(), PRIVATE)
     return path
 
 
@@ -127,7 +160,7 @@ def read_state(work: Path) -> dict[str, Any]:
 
 
 def write_state(work: Path, state: dict[str, Any]) -> None:
-    atomic_write(work / STATE, (json.dumps(state, indent=2) + "\n").encode())
+    atomic_write(work / STATE, (json.dumps(state, indent=2) + "\n").encode(), PRIVATE)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

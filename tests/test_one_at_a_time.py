@@ -8,6 +8,7 @@ must match itself, the TXT records must be removed and no step may be left runni
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -240,3 +241,75 @@ def test_a_renewal_killed_outright_is_put_right_by_the_next_run(hostile, hook, t
     assert "does not match cert.pem (a renewal was cut short); putting the previous files back" in status.stderr, \
         status.stdout + status.stderr
     check_pairs(work, old_cert, old_key)
+
+
+# --- what a step leaves running does not hold renew.sh --------------------------------------------------------
+
+LEAVES_A_CHILD = """import signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a step that does not stop when asked (with --hold)
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(40)"])  # inherits the stderr pipe
+open(sys.argv[-1], "w").write(str(child.pid))
+print("step: done", file=sys.stderr, flush=True)
+if "--hold" in sys.argv:
+    time.sleep(40)
+"""
+
+
+def renew_tool():
+    spec = importlib.util.spec_from_file_location("renew_tool", ROOT / "tools" / "renew.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def gone(pid: int) -> bool:
+    """No process ``pid`` runs (a zombie waiting for its parent counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+def test_a_step_that_ended_is_done_though_a_process_it_left_holds_its_stderr(tmp_path):
+    tool = renew_tool()
+    script, pid_file = tmp_path / "leaves_a_child.py", tmp_path / "child.pid"
+    script.write_text(LEAVES_A_CHILD)
+    started = time.monotonic()
+    try:
+        stderr = tool.step(tmp_path, str(script), str(pid_file), quiet_error=True)
+        assert time.monotonic() - started < 15, "renew.sh waited for the step's child, not for the step"
+        assert stderr == "step: done\n"
+    finally:
+        if pid_file.exists():
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def test_a_step_killed_after_the_grace_goes_with_what_it_started(tmp_path, monkeypatch):
+    tool = renew_tool()
+    monkeypatch.setattr(tool, "STEP_GRACE", 1.0)
+    script, pid_file = tmp_path / "leaves_a_child.py", tmp_path / "child.pid"
+    script.write_text(LEAVES_A_CHILD)
+    proc = subprocess.Popen([sys.executable, str(script), "--hold", str(pid_file)], stderr=subprocess.PIPE,
+                            process_group=0)
+    try:
+        deadline = time.monotonic() + 30
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline, "the step never started its child"
+            time.sleep(0.05)
+        child = int(pid_file.read_text())
+        seen: list[str] = []
+        started = time.monotonic()
+        tool.stop_step(proc, signal.SIGTERM, seen, True)
+        assert time.monotonic() - started < 15
+        assert proc.returncode == -signal.SIGKILL
+        deadline = time.monotonic() + 5
+        while not gone(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert gone(child), "the step's child outlived it"
+    finally:
+        for pid in (proc.pid, int(pid_file.read_text()) if pid_file.exists() and pid_file.read_text() else None):
+            if pid and not gone(pid):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait()

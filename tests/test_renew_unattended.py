@@ -3,26 +3,35 @@
 Against Pebble (ARI on; a certificate is made due through the management API before anything asked
 about it, since Pebble answers renewalInfo with Retry-After 21600), a second Pebble with EAB as the
 fallback CA, and the scripted CA of tests/hostile_ca.py where Pebble cannot go (no renewalInfo, a
-paused account, a certificate a day from expiry).
+paused account, a certificate a day from expiry). Directories that must fail before any CA answers
+(damaged files, a lock that cannot be taken, a hung hook) hold a self-signed certificate and an
+account at a CA that is not there.
 """
 
 from __future__ import annotations
 
 import datetime
+import errno
+import importlib.util
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from helpers import ROOT, hostile_account, past_window, plain_env, run_plain, start_ca, unique, wait_for_line
+from cryptography.hazmat.primitives import hashes, serialization
+from helpers import ROOT, free_port, hostile_account, past_window, plain_env, run_plain, start_ca, unique, wait_for_line
 from hostile_ca import Reply
 
+from common import keys
 from common import renewal_runs as runs
+from common.renewal_runs import RenewOptions
 
 HOUR = datetime.timedelta(hours=1)
 
@@ -81,6 +90,64 @@ def challtestsrv(ca) -> list[str]:
     return ["--provider", "challtestsrv", "--challtestsrv-url", ca.state["challtestsrv_url"]]
 
 
+def saved_options(work: Path) -> dict:
+    return json.loads((work / runs.OPTIONS).read_text())
+
+
+def mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def offline_dir(work: Path, name: str = "offline.example.com") -> Path:
+    """A work directory needing no CA until a renewal orders: a self-signed cert.pem with its cert.key, and an
+    account at a CA that is not there (nothing listens on its port), so step 05 fails at once."""
+    work.mkdir(parents=True)
+    key = keys.generate_key("ec256")
+    start = now() - HOUR
+    subject = x509.Name([])
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(start)
+            .not_valid_after(start + 90 * 24 * HOUR)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .sign(key, hashes.SHA256()))
+    (work / "cert.key").write_bytes(keys.key_to_pem(key))
+    (work / "cert.key").chmod(0o600)
+    (work / "account.key").write_bytes(keys.key_to_pem(keys.generate_key("ec256")))
+    (work / "account.key").chmod(0o600)
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    for file in ("cert.pem", "fullchain.pem"):
+        (work / file).write_bytes(pem)
+    (work / "chain.pem").write_text("")
+    gone = f"https://127.0.0.1:{free_port()}"
+    (work / "account.json").write_text(json.dumps({"directory_url": f"{gone}/dir", "account_url": f"{gone}/acct/1"}))
+    return work
+
+
+def backing_off(work: Path) -> None:
+    """A failure recorded an hour ago: the next run skips the directory, asking no CA anything."""
+    later = (now() + HOUR).strftime("%Y-%m-%dT%H:%M:%SZ")
+    (work / runs.STATE).write_text(json.dumps({"failures": 1, "next_try": later,
+                                               "last_failure": {"step": "06_dns_challenge.py", "error": "x"}}))
+
+
+def load_renew_tool():
+    """tools/renew.py as a module, to replace what it runs where no real failure can be arranged."""
+    spec = importlib.util.spec_from_file_location("renew_tool", ROOT / "tools" / "renew.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def gone(pid: int) -> bool:
+    """No process ``pid`` runs (a zombie waiting for its parent counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
 def env_file(path: Path) -> dict[str, str]:
     """What a hook wrote with ``env -0``: its environment, as it got it."""
     pairs = [item.split("=", 1) for item in path.read_text().split("\0") if "=" in item]
@@ -135,9 +202,55 @@ def test_work_dirs_are_found_but_not_previous_copies_or_scratch(tmp_path):
 
 
 def test_path_options_are_saved_absolute(tmp_path):
-    given = ["--webroot", "site", "--exec-hook=./hook.sh", "--provider", "exec", "--exec-hook", "myhook"]
-    assert runs.absolute_paths(given, tmp_path) == ["--webroot", "site", f"--exec-hook={tmp_path}/hook.sh",
-                                                    "--provider", "exec", "--exec-hook", "myhook"]
+    given = ["--webroot", "site", "--exec-hook=./hook.sh", "--provider", "exec", "--exec-hook", "myhook",
+             "--ca-bundle", "ca.pem", "--ca-bundle=certs/ca.pem", "--tsig-key-file", "tsig.key",
+             "--dns-resolver", "127.0.0.1:53", "--ca-bundle", "/etc/ca.pem"]
+    assert runs.absolute_paths(given, tmp_path) == [
+        "--webroot", f"{tmp_path}/site", f"--exec-hook={tmp_path}/hook.sh", "--provider", "exec", "--exec-hook",
+        "myhook", "--ca-bundle", f"{tmp_path}/ca.pem", f"--ca-bundle={tmp_path}/certs/ca.pem", "--tsig-key-file",
+        f"{tmp_path}/tsig.key", "--dns-resolver", "127.0.0.1:53", "--ca-bundle", "/etc/ca.pem"]
+
+
+def test_options_given_again_replace_only_their_kind_and_reset_replaces_all(tmp_path):
+    """A directory without a certificate (another's --fallback) only saves: the same merging as with one."""
+    work = tmp_path / "account-only"
+    work.mkdir()
+    (work / "account.json").write_text("{}")
+    first = renew(None, "--dir", work, "--provider", "exec", "--exec-hook", "/bin/true", "--profile", "short",
+                  "--deploy-hook", "curl https://hooks.example/T0KEN", "--hook-timeout", "30")
+    assert first.returncode == 0, shown(first)
+    assert mode(work / runs.OPTIONS) == 0o600, "hook command lines hold tokens"
+    provider = ["--provider", "exec", "--exec-hook", "/bin/true"]
+
+    renew(None, "--dir", work, "--new-key")  # what step 12 suggests after keyCompromise
+    assert saved_options(work) | {"about": None} == {
+        "about": None, "challenge_step": runs.DNS_CHALLENGE, "challenge_options": provider, "profile": "short",
+        "new_key": True, "password_file": None, "password_env": None,
+        "deploy_hook": "curl https://hooks.example/T0KEN", "on_failure_hook": None, "hook_timeout": 30,
+        "fallback": None}
+
+    renew(None, "--dir", work, "--http", "--webroot", "site", cwd=tmp_path)  # step 06 and its options: one kind
+    saved = saved_options(work)
+    assert saved["challenge_step"] == runs.HTTP_CHALLENGE and saved["challenge_options"] == [
+        "--webroot", str(tmp_path / "site")]
+    assert saved["profile"] == "short" and saved["new_key"] and saved["deploy_hook"]
+
+    renew(None, "--dir", work, "--deploy-hook", "", "--password-env", "PFX_PASSWORD")  # an empty value drops one
+    saved = saved_options(work)
+    assert saved["deploy_hook"] is None and saved["password_env"] == "PFX_PASSWORD" and saved["profile"] == "short"
+
+    reset = renew(None, "--dir", work, "--reset", "--on-failure-hook", "alert")
+    assert reset.returncode == 0, shown(reset)
+    assert {k: v for k, v in saved_options(work).items() if k != "about"} == {
+        **vars(RenewOptions()), "on_failure_hook": "alert"}
+
+    (work / runs.OPTIONS).write_text('{"profile": 5}')  # hand-edited
+    damaged = renew(None, "--dir", work, "--new-key")
+    assert damaged.returncode == 2 and "Traceback" not in damaged.stderr, shown(damaged)
+    assert len(damaged.stderr.strip().splitlines()) == 1 and str(work / runs.OPTIONS) in damaged.stderr
+    assert "profile" in damaged.stderr and "--reset" in damaged.stderr
+    fixed = renew(None, "--dir", work, "--reset", *provider)
+    assert fixed.returncode == 0 and saved_options(work)["challenge_options"] == provider, shown(fixed)
 
 
 # --- against Pebble -----------------------------------------------------------------------------------------
@@ -202,6 +315,30 @@ urllib.request.urlopen(urllib.request.Request("{url}/" + ("set-txt" if action ==
     assert "failures in a row: 2" in status.stdout and "back-off: no new try before" in status.stdout
     assert status.stdout.count("saved options: --provider") == 3 and "renewal time: " in status.stdout
     assert not (tmp_path / "requests.log").exists(), "--status asked a CA"
+
+
+def test_the_next_line_of_step_12_after_key_compromise_keeps_the_saved_options(ca, tmp_path):
+    work = tmp_path / "compromised"
+    issue(ca, work, [unique("compromised")])
+    make_due(ca, work)
+    first = renew(ca, "--dir", work, *challtestsrv(ca), "--deploy-hook", f"echo deployed >> {tmp_path}/deployed")
+    assert first.returncode == 0 and summary(first)[str(work)].startswith("renewed by"), shown(first)
+
+    revoked = ca.ok(12, work, "--reason", "keyCompromise", "--yes")
+    next_line = next(line for line in revoked.stdout.splitlines() if line.startswith("Next: "))
+    command = next_line.split(" now: ", 1)[1].split(" (or ", 1)[0]
+    assert command == f"./renew.sh --dir {work} --force --new-key", next_line
+    old_key = (work / "cert.key").read_bytes()
+    replaced = renew(ca, *shlex.split(command)[1:])
+    assert replaced.returncode == 0 and summary(replaced)[str(work)].startswith("renewed by"), shown(replaced)
+    assert (work / "cert.key").read_bytes() != old_key
+    saved = saved_options(work)
+    assert saved["challenge_options"] == challtestsrv(ca) and saved["new_key"] and saved["deploy_hook"]
+
+    timer = renew(ca, "--dir", work, "--force")  # a later run, as the timer makes it: still complete
+    assert timer.returncode == 0, shown(timer)
+    assert f"-> 06_dns_challenge.py --dir {work} --provider challtestsrv" in timer.stdout
+    assert (tmp_path / "deployed").read_text() == "deployed\n" * 3
 
 
 def test_two_runs_started_together_one_skips_as_locked(ca, tmp_path):
@@ -415,6 +552,75 @@ def test_a_paused_account_stops_retries_and_prints_the_link(hostile, tmp_path):
     assert "paused" not in state(work)
 
 
+# --- failures of renew.sh's own: each directory fails alone, the run goes on ------------------------------------
+
+
+def test_a_damaged_options_file_or_a_lock_that_cannot_be_taken_fails_that_directory_alone(tmp_path):
+    root = tmp_path / "certs"
+    damaged, unlockable, waiting = (offline_dir(root / label) for label in ("a-damaged", "b-unlockable", "c-ok"))
+    (damaged / runs.OPTIONS).write_text(json.dumps({"profile": 5, "challenge_options": []}))  # hand-edited
+    (unlockable / runs.LOCK).mkdir()  # what cannot be opened for writing, even by root
+    backing_off(waiting)
+    result = renew(None, "--all", root)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, shown(result)
+    lines = summary(result)
+    assert lines[str(damaged)] == (f"failed: {damaged / runs.OPTIONS} is damaged (profile should be a string or "
+                                   f"null, not 5): fix it, or save the options again with renew.sh --dir {damaged} "
+                                   "--reset OPTIONS"), lines
+    assert lines[str(unlockable)].startswith(f"failed: cannot lock {unlockable / runs.LOCK} (Is a directory)"), lines
+    assert lines[str(waiting)].startswith("skipped: backing off until"), lines
+    assert "-> 11_renewal_info.py" not in result.stdout
+    assert mode(waiting / runs.STATE) == 0o600, "renew-state.json is private, as renew-options.json is"
+
+
+def test_an_unexpected_error_mid_renewal_puts_the_files_back_records_it_and_the_run_goes_on(
+        tmp_path, monkeypatch, capsys):
+    """A failure no step reports (a disk full as files are moved, a bug): the same as a step's failure."""
+    tool = load_renew_tool()
+    root = tmp_path / "certs"
+    dirs = [offline_dir(root / label) for label in ("a", "b")]
+    alerts = tmp_path / "alerts"
+    for work in dirs:
+        runs.save_options(work, RenewOptions(new_key=True, on_failure_hook=f'echo "$ACME_FAILED_STEP: $ACME_ERROR" '
+                                                                           f'>> {alerts}'))
+    before = {work: ((work / "cert.key").read_bytes(), (work / "cert.pem").read_bytes()) for work in dirs}
+    troubles = {dirs[0]: OSError(errno.ENOSPC, "No space left on device"), dirs[1]: TypeError("a bug")}
+
+    def step(work, script, *args, **kw):
+        if script == "02_create_cert_key.py":  # the new key is in place: what must not stay
+            (work / "cert.key").write_bytes(keys.key_to_pem(keys.generate_key("ec256")))
+        if script == "05_new_order.py":
+            raise troubles[work]
+        return ""
+
+    monkeypatch.setattr(tool, "step", step)
+    assert tool.main(["--all", str(root), "--force"]) == 1
+    out = capsys.readouterr().out
+    lines = dict(line.split(": ", 1) for line in out.split("== Summary\n", 1)[1].strip().splitlines())
+    for work, error in ((dirs[0], "OSError: [Errno 28] No space left on device"), (dirs[1], "TypeError: a bug")):
+        assert ((work / "cert.key").read_bytes(), (work / "cert.pem").read_bytes()) == before[work]
+        recorded = state(work)
+        assert recorded["failures"] == 1 and recorded["last_failure"]["step"] == "renew.sh"
+        assert recorded["last_failure"]["error"] == error
+        assert lines[str(work)] == f"failed: renew.sh: {error}; next try after {recorded['next_try']}"
+    assert alerts.read_text().splitlines() == ["renew.sh: OSError: [Errno 28] No space left on device",
+                                               "renew.sh: TypeError: a bug"]
+
+
+def test_a_hook_that_hangs_is_stopped_with_what_it_started(tmp_path):
+    work = offline_dir(tmp_path / "hung")
+    pid_file = tmp_path / "pid"
+    hook = f"sleep 40 & echo $! > {pid_file}; wait"  # the sleep keeps on if only sh is killed
+    started = time.monotonic()
+    result = renew(None, "--dir", work, "--force", "--on-failure-hook", hook, "--hook-timeout", "2")
+    assert time.monotonic() - started < 30, shown(result)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, shown(result)
+    assert "the on-failure hook was still running after 2 s (--hook-timeout); stopping it" in result.stderr
+    assert summary(result)[str(work)].startswith("failed: 05_new_order.py")
+    assert saved_options(work)["hook_timeout"] == 2
+    assert gone(int(pid_file.read_text()))
+
+
 # --- usage and the units -------------------------------------------------------------------------------------
 
 
@@ -432,6 +638,11 @@ def test_usage_errors(tmp_path):
         assert len(result.stderr.strip().splitlines()) == 1, shown(result)
     both = renew(None, "--dir", tmp_path, "--tls-alpn", "--http")
     assert both.returncode == 2 and "give one" in both.stderr, shown(both)
+    for args, words in ((["--all", tmp_path, "--reset"], "saved with --dir DIR alone"),
+                        (["--dir", tmp_path, "--hook-timeout", "soon"], "whole number of seconds"),
+                        (["--dir", tmp_path, "--status", "--reset"], "--status shows what is saved")):
+        result = renew(None, *args)
+        assert result.returncode == 2 and words in result.stderr, shown(result)
     empty = tmp_path / "empty"
     empty.mkdir()
     nothing = renew(None, "--all", empty)
@@ -447,6 +658,8 @@ def test_the_units_pass_systemd_analyze_verify(tmp_path):
     units = [UNITS / "acme-renew.service", UNITS / "acme-renew.timer"]
     result = subprocess.run([analyze, "verify", *map(str, units)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+    service = (UNITS / "acme-renew.service").read_text()
+    assert re.search(r"^TimeoutStartSec=\d+h$", service, re.MULTILINE), "a run that hangs must be stopped"
     timer = (UNITS / "acme-renew.timer").read_text()
     assert "OnCalendar=*-*-* 00,12:00:00" in timer and "RandomizedDelaySec=" in timer and "Persistent=true" in timer
     # The checker fails a broken copy, so the pass above means something.
@@ -466,3 +679,13 @@ def test_the_checkout_is_named_in_one_place():
         "/var/lib/acme" in settings
     cron = [line for line in (UNITS / "acme-renew.cron").read_text().splitlines() if line and line[0] != "#"]
     assert len(cron) == 1 and cron[0].count("/opt/acme-step-by-step") == 1 and "./renew.sh --all" in cron[0]
+
+
+def test_the_usage_comment_of_renew_sh_names_every_option_help_lists():
+    helped = subprocess.run(["bash", str(ROOT / "renew.sh"), "--help"], capture_output=True, text=True, timeout=30,
+                            env={**plain_env(), "PYTHON": sys.executable})
+    table = [line.strip().split("  ")[0] for line in helped.stdout.splitlines() if re.match(r"  \[?--", line)]
+    options = set(re.findall(r"--[a-z][a-z-]+", " ".join(table)))
+    assert {"--http", "--tls-alpn", "--reset", "--hook-timeout"} <= options, table
+    comment = "".join(line for line in (ROOT / "renew.sh").read_text().splitlines(True) if line.startswith("#"))
+    assert not {o for o in options if o not in comment}

@@ -5,26 +5,33 @@
   ./renew.sh --all ROOT | --dir DIR ...      renew every due directory, each with its saved options
   ./renew.sh --status [--all ROOT | --dir DIR ...]   show each directory's state; asks no CA anything
 
-Options saved in DIR/renew-options.json (given with one --dir, they replace the saved ones):
+Options saved in DIR/renew-options.json (private, 0600). Given with one --dir, each kind replaces only
+the saved one of its kind and the others stay as saved; an empty value (--deploy-hook '') drops one:
   [--provider P ...]        options it does not know go to step 06 (06_dns_challenge.py)
   --http | --tls-alpn       prove the names with 06_http_challenge.py (or 06_tls_alpn_challenge.py) instead
+                            (step 06 and its options are one kind: either given replaces both, so give
+                            --http or --tls-alpn with them, as when they were first saved)
   --profile NAME            the certificate profile to order (05_new_order.py --profile)
   --new-key                 a new certificate key each time (02_create_cert_key.py --force)
   --password-file FILE | --password-env VAR   also write certificate.pfx (09); only the name is saved
   --deploy-hook CMD         run after a renewal (sh -c CMD), the details in its environment
   --on-failure-hook CMD     run after a failed renewal (sh -c CMD), the details in its environment
+  --hook-timeout SECONDS    stop a hook still running after this long (default 600); it has failed
   --fallback DIR2           an account made by 01 and 04 at another CA, used when this one cannot issue
+  --reset                   forget every saved option: save exactly the ones given (none: the defaults)
 Run options: --force (renew now: no schedule, back-off or Retry-After), -v (steps show the HTTP exchange).
-With --all, --deploy-hook and --on-failure-hook apply to the directories that saved none.
+With --all, --deploy-hook, --on-failure-hook and --hook-timeout apply to the directories that saved none.
 
 Each directory: 11_renewal_info.py --check asks the CA that issued the certificate when to renew
 (ARI, RFC 9773; without an answer: when a third of its lifetime is left, half if it is shorter
 than 10 days). When due, the current files are copied to DIR/previous/ and 02 (--new-key), 03,
 05 (--replaces), 06, 07, 08 and 09 run, each a separate process; if one fails the previous files
 are put back, so cert.key always matches cert.pem; so they are after Ctrl-C, SIGTERM or SIGHUP,
-once the step under way has been stopped and has cleaned up. A failure is recorded in DIR/renew-state.json
+once the step under way has been stopped and has cleaned up, and after any other error in renew.sh
+itself. A failure is recorded in DIR/renew-state.json (private, 0600)
 and the next attempt waits 1 h, doubling to 24 h, never past half the time left before expiry; a
 CA that paused the account (rateLimited with an unpause link) gets no more tries until --force.
+A directory that cannot be read, locked or renewed fails alone: the others are still renewed.
 
 Hook environment: ACME_DIR, ACME_NAMES, ACME_CERT_NOT_AFTER; after a renewal ACME_RENEWED_DIR,
 ACME_RENEWED_NAMES, ACME_CERT_PATH, ACME_CHAIN_PATH, ACME_FULLCHAIN_PATH, ACME_KEY_PATH,
@@ -38,13 +45,17 @@ off or locked by another run), 1 any failed, 2 bad usage.
 from __future__ import annotations
 
 import argparse
+import codecs
+import dataclasses
 import datetime
 import os
+import selectors
 import shlex
 import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,11 +72,15 @@ KEPT = ("cert.key", "cert.csr", "cert.pem", "chain.pem", "fullchain.pem", "certi
 # What an order at the fallback CA makes in its scratch directory and hands to the work directory.
 MOVED = ("cert.csr", "cert.pem", "chain.pem", "fullchain.pem")
 PER_DIRECTORY = ("http", "tls_alpn", "profile", "new_key", "password_file", "password_env", "deploy_hook",
-                 "on_failure_hook", "fallback")
+                 "on_failure_hook", "hook_timeout", "fallback", "reset")
+RUN_WIDE = ("deploy_hook", "on_failure_hook", "hook_timeout")  # allowed with --all: for directories that saved none
 # Signals that stop a run (Ctrl-C, the timer's service stopped, the terminal gone): the step under way is
 # stopped the same way, and the previous files are put back before renew.sh ends.
 STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 STEP_GRACE = 60.0  # seconds a stopped step has to clean up (remove its TXT records) before it is killed
+# Seconds the stderr pipe is still read after the step has ended: what is left in it, not what a process
+# the step left behind (which inherited the pipe) may write to it later.
+PIPE_GRACE = 1.0
 
 
 class Stopped(KeyboardInterrupt):
@@ -150,7 +165,7 @@ def step(work: Path, script: str, *args: str, verbose: bool = False, quiet_error
     say(f"-> {shlex.join([script, '--dir', str(work), *args])}")
     # A process group of its own: Ctrl-C reaches renew.sh alone, which stops the step and waits for it.
     group = {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
-    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, errors="backslashreplace", **group)
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, **group)
     seen: list[str] = []
     try:
         relay(proc, seen, quiet_error)
@@ -159,6 +174,9 @@ def step(work: Path, script: str, *args: str, verbose: bool = False, quiet_error
         with SignalsHeld():  # the step must be over before any file is put back
             stop_step(proc, exc.signum, seen, quiet_error)
         raise
+    finally:
+        assert proc.stderr is not None
+        proc.stderr.close()
     stderr = "".join(seen)
     if status != 0:
         if not quiet_error and status not in answers:
@@ -168,21 +186,59 @@ def step(work: Path, script: str, *args: str, verbose: bool = False, quiet_error
 
 
 def relay(proc: subprocess.Popen, seen: list[str], quiet: bool) -> None:
-    """Show the step's stderr as it comes (unless ``quiet``), keeping it in ``seen``."""
+    """Show the step's stderr as it comes (unless ``quiet``), keeping it in ``seen``, until the step has ended.
+
+    Not until the end of the pipe: a process the step started and left running (a DNS hook's helper)
+    holds it open, and renew.sh must not wait for that one. After the step's end the pipe is read for
+    PIPE_GRACE more, for what the step wrote last.
+    """
     assert proc.stderr is not None
-    for line in proc.stderr:
-        seen.append(line)
+    fd = proc.stderr.fileno()
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="backslashreplace")
+    pending = ""
+
+    def show(text: str) -> None:
+        seen.append(text)
         if not quiet:
-            sys.stderr.write(line)
+            sys.stderr.write(text)
             sys.stderr.flush()
+
+    ended: float | None = None
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while ended is None or time.monotonic() - ended < PIPE_GRACE:
+            if ended is None and proc.poll() is not None:
+                ended = time.monotonic()
+            if not selector.select(timeout=0.1):
+                if ended is not None:
+                    break  # the step has ended and wrote nothing more
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break  # the end of the pipe: nothing holds it open any more
+            *lines, pending = (pending + decoder.decode(chunk)).split("\n")
+            for line in lines:
+                show(line + "\n")
+    pending += decoder.decode(b"", final=True)
+    if pending:
+        show(pending)
+
+
+def signal_group(proc: subprocess.Popen, signum: int) -> None:
+    """Send ``signum`` to every process of the group ``proc`` leads (it and what it started)."""
+    try:
+        os.killpg(proc.pid, signum)
+    except ProcessLookupError:
+        pass  # all of them have ended
 
 
 def stop_step(proc: subprocess.Popen, signum: int, seen: list[str], quiet: bool) -> None:
     """Pass ``signum`` on to the step and wait until it has ended: it cleans up as on Ctrl-C (06 removes
-    its TXT records); one that takes longer than STEP_GRACE is killed, so it can write nothing after."""
+    its TXT records); one that takes longer than STEP_GRACE is killed with what it started (its process
+    group), so none of them can write anything after."""
     if proc.poll() is None:
         proc.send_signal(signum)
-    killer = threading.Timer(STEP_GRACE, proc.kill)
+    killer = threading.Timer(STEP_GRACE, signal_group, (proc, signal.SIGKILL))
     killer.start()
     try:
         relay(proc, seen, quiet)
@@ -312,10 +368,15 @@ class Renewal:
                      verbose=self.args.verbose)
         except StepError as exc:
             self.restore()
-            return self.failed(exc)
+            return self.failed(exc.step, runs.error_line(exc.stderr, exc.status), exc.stderr)
         except KeyboardInterrupt:  # Ctrl-C, or the timer's service stopped (SIGTERM): leave a matching pair
             self.restore()  # the step was stopped and has ended (stop_step): nothing writes after this
             raise
+        except Exception as exc:  # renew.sh's own trouble (a file it cannot write...): still a matching pair
+            error = f"{type(exc).__name__}: {exc}"
+            say(f"renew: {self.work}: {error}", err=True)
+            self.restore()
+            return self.failed("renew.sh", error, "")
         (self.work / "renewal.json").unlink(missing_ok=True)  # about the old certificate
         self.cert, self.fingerprint, self.names = load_cert(self.work)
         self.not_after = self.cert.not_valid_after_utc
@@ -415,29 +476,33 @@ class Renewal:
 
     def restore(self, *, say_so: bool = True) -> None:
         previous = self.work / "previous"
-        with SignalsHeld():  # a second Ctrl-C must not leave half the files put back
-            for name in KEPT:
-                copy_or_remove(previous / name, self.work / name)
-            scratch = self.work / runs.FALLBACK_WORK
-            if scratch.exists():
-                self.clean_scratch(scratch)
+        try:
+            with SignalsHeld():  # a second Ctrl-C must not leave half the files put back
+                for name in KEPT:
+                    copy_or_remove(previous / name, self.work / name)
+                scratch = self.work / runs.FALLBACK_WORK
+                if scratch.exists():
+                    self.clean_scratch(scratch)
+        except Exception as exc:  # the failure is still recorded and reported; the next run tries again
+            say(f"renew: could not put the previous files back in {self.work} ({type(exc).__name__}: {exc}): "
+                f"they are in {previous}/", err=True)
+            return
         if say_so:
             say(f"renew: failed; the previous certificate files are back in place in {self.work}", err=True)
 
-    def failed(self, exc: StepError) -> Result:
-        error = runs.error_line(exc.stderr, exc.status)
-        link = runs.unpause_url(exc.stderr)
+    def failed(self, step_name: str, error: str, stderr: str) -> Result:
+        link = runs.unpause_url(stderr)
         runs.record_failure(self.state, now(), self.not_after, {
-            "step": exc.step, "error": error, "problem": runs.problem_type(exc.stderr), "unpause_url": link})
+            "step": step_name, "error": error, "problem": runs.problem_type(stderr), "unpause_url": link})
         if link:
             say(f"renew: the CA paused this account for these names: visit {link} to unpause it, then run "
                 f"renew.sh --dir {self.work} --force; no more tries until then", err=True)
-            line = f"failed: {exc.step}: the CA paused the account; visit {link} then run with --force"
+            line = f"failed: {step_name}: the CA paused the account; visit {link} then run with --force"
         else:
-            line = f"failed: {exc.step}: {error}; next try after {self.state['next_try']}"
+            line = f"failed: {step_name}: {error}; next try after {self.state['next_try']}"
         self.hook(self.options.on_failure_hook, "on-failure", {
             "ACME_FAILED_DIR": str(self.work), "ACME_FAILED_NAMES": " ".join(self.names),
-            "ACME_FAILED_STEP": exc.step, "ACME_ERROR": error, "ACME_FAILURES": str(self.state["failures"]),
+            "ACME_FAILED_STEP": step_name, "ACME_ERROR": error, "ACME_FAILURES": str(self.state["failures"]),
             "ACME_NEXT_TRY": "" if link else self.state["next_try"], "ACME_UNPAUSE_URL": link or ""})
         return self.finish(Result(self.work, True, line))
 
@@ -451,13 +516,29 @@ class Renewal:
             "ACME_ISSUER_URL": self.state["issued_by"]["directory_url"]})
 
     def hook(self, command: str | None, what: str, details: dict[str, str]) -> int:
-        """Run the user's command line with ``sh -c``; names and paths reach it only through its environment."""
+        """Run the user's command line with ``sh -c``; names and paths reach it only through its environment.
+
+        In a process group of its own, so that one still running after the hook timeout is stopped with all
+        it started (SIGTERM, then SIGKILL); a signal that stops renew.sh meanwhile is passed on to it."""
         if not command:
             return 0
         say(f"Running the {what} hook...")
         env = {**os.environ, "ACME_DIR": str(self.work), "ACME_NAMES": " ".join(self.names),
                "ACME_CERT_NOT_AFTER": runs.text(self.not_after), **details}
-        status = subprocess.run(["sh", "-c", command], env=env).returncode
+        timeout = self.options.hook_timeout or runs.HOOK_TIMEOUT
+        group = {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
+        proc = subprocess.Popen(["sh", "-c", command], env=env, stdin=subprocess.DEVNULL, **group)
+        try:
+            status = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            say(f"renew: the {what} hook was still running after {timeout} s (--hook-timeout); stopping it",
+                err=True)
+            end_group(proc, signal.SIGTERM)
+            status = 124  # timed out, as timeout(1) says
+        except Stopped as exc:
+            with SignalsHeld():
+                end_group(proc, exc.signum)
+            raise
         if status != 0:
             say(f"renew: the {what} hook failed (exit status {status})" + (
                 f": the new certificate is in {self.work} but may not be in use" if what == "deploy" else ""),
@@ -468,6 +549,16 @@ class Renewal:
         self.state["last_run"] = {"at": runs.text(now()), "result": result.line}
         runs.write_state(self.work, self.state)
         return result
+
+
+def end_group(proc: subprocess.Popen, signum: int, grace: float = 10.0) -> None:
+    """Send ``signum`` to ``proc``'s process group, and SIGKILL to it if ``proc`` has not ended ``grace`` s later."""
+    signal_group(proc, signum)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        signal_group(proc, signal.SIGKILL)
+        proc.wait()
 
 
 def copy_or_remove(source: Path, target: Path) -> None:
@@ -504,7 +595,15 @@ def renewal_json(work: Path) -> dict | None:
 
 def renew_directory(work: Path, options: RenewOptions, args: argparse.Namespace) -> Result:
     lock = runs.Lock(work)
-    if not lock.acquire():
+    try:
+        locked = lock.acquire()
+    except OSError as exc:  # a directory renew.sh cannot write: this one fails, not the whole run
+        line = (f"cannot lock {lock.path} ({exc.strerror or exc}): make the directory writable by the user "
+                "renew.sh runs as")
+        say(f"== {work}")
+        say(f"renew: {line}", err=True)
+        return Result(work, True, f"failed: {line}")
+    if not locked:
         say(f"== {work}: another renewal of this directory is running; skipping it")
         return Result(work, False, "locked: another run is renewing it; skipped")
     try:
@@ -514,6 +613,9 @@ def renew_directory(work: Path, options: RenewOptions, args: argparse.Namespace)
         except (OSError, ValueError, KeyError, UsageError) as exc:  # a damaged file here: this one fails, not all
             say(f"renew: {work}: {exc}", err=True)
             return Result(work, True, f"failed: {exc}")
+        except Exception as exc:  # anything else, too: the other directories are still renewed
+            say(f"renew: {work}: {type(exc).__name__}: {exc}", err=True)
+            return Result(work, True, f"failed: {type(exc).__name__}: {exc}")
     finally:
         lock.release()
 
@@ -586,7 +688,9 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--password-env")
     p.add_argument("--deploy-hook")
     p.add_argument("--on-failure-hook")
+    p.add_argument("--hook-timeout", metavar="SECONDS")
     p.add_argument("--fallback", type=Path)
+    p.add_argument("--reset", action="store_true")
     args, challenge_options = p.parse_known_args(argv)
     if args.help:
         print(__doc__.strip())
@@ -594,9 +698,14 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return args, challenge_options
 
 
-def given_options(args: argparse.Namespace, challenge_options: list[str]) -> RenewOptions | None:
-    """The per-directory options on the command line, or None if none were given."""
-    if not challenge_options and not any(getattr(args, name) for name in PER_DIRECTORY):
+def is_given(args: argparse.Namespace, name: str) -> bool:
+    return getattr(args, name) not in (None, False)
+
+
+def given_options(args: argparse.Namespace, challenge_options: list[str]) -> dict | None:
+    """The per-directory options on the command line, as the RenewOptions fields they replace (each kind
+    replaces all its fields: step 06 and its options, the two password options); None if none were given."""
+    if not challenge_options and not any(is_given(args, name) for name in PER_DIRECTORY):
         return None
     if args.http and args.tls_alpn:
         raise UsageError("--http and --tls-alpn choose different steps: give one")
@@ -618,12 +727,43 @@ def given_options(args: argparse.Namespace, challenge_options: list[str]) -> Ren
     for word in challenge_options:
         if word in ("--dir", "--force") or word.startswith("--dir="):
             raise UsageError(f"{word} cannot be passed on to step 06")
-    return RenewOptions(
-        challenge_step=challenge, challenge_options=runs.absolute_paths(challenge_options, cwd),
-        profile=args.profile, new_key=args.new_key,
-        password_file=str(Path(args.password_file).absolute()) if args.password_file else None,
-        password_env=args.password_env, deploy_hook=args.deploy_hook, on_failure_hook=args.on_failure_hook,
-        fallback=fallback)
+    hook_timeout = None
+    if args.hook_timeout:
+        try:
+            hook_timeout = int(args.hook_timeout)
+        except ValueError:
+            hook_timeout = 0
+        if not 0 < hook_timeout <= 86400:
+            raise UsageError(f"--hook-timeout {args.hook_timeout}: give a whole number of seconds from 1 to 86400")
+    changes: dict = {}
+    if args.http or args.tls_alpn or challenge_options:
+        changes.update(challenge_step=challenge, challenge_options=runs.absolute_paths(challenge_options, cwd))
+    if args.profile is not None:
+        changes["profile"] = args.profile or None
+    if args.new_key:
+        changes["new_key"] = True
+    if args.password_file is not None or args.password_env is not None:
+        changes.update(password_file=str(Path(args.password_file).absolute()) if args.password_file else None,
+                       password_env=args.password_env or None)
+    for name in ("deploy_hook", "on_failure_hook"):
+        if getattr(args, name) is not None:
+            changes[name] = getattr(args, name) or None
+    if args.hook_timeout is not None:
+        changes["hook_timeout"] = hook_timeout
+    if args.fallback is not None:
+        changes["fallback"] = fallback
+    return changes
+
+
+def merged(work: Path, changes: dict, reset: bool) -> RenewOptions:
+    """What ``work`` saves: its saved options with the kinds given replaced, or (``reset``) only those given."""
+    if reset:
+        return RenewOptions(**changes)
+    try:
+        saved = runs.read_options(work)
+    except ValueError as exc:
+        raise UsageError(f"{exc}; or give --reset to replace it with the options given") from None
+    return dataclasses.replace(saved or RenewOptions(), **changes)
 
 
 def main(argv: list[str]) -> int:
@@ -640,44 +780,51 @@ def main(argv: list[str]) -> int:
         dirs += [d for d in runs.find_work_dirs(args.all) if d not in dirs]
     given = given_options(args, challenge_options)
     single = len(args.dir) == 1 and not args.all
-    if single and given and not args.status and not (dirs[0] / "cert.pem").exists() \
+    if single and given is not None and not args.status and not (dirs[0] / "cert.pem").exists() \
             and (dirs[0] / "account.json").exists():
         # An account kept for another directory's --fallback: its own step-06 options and profile.
-        path = runs.save_options(dirs[0], given)
-        say(f"Saved in {path}: {given.shown()}; {dirs[0]} holds no certificate to renew (as another "
+        options = merged(dirs[0], given, args.reset)
+        path = runs.save_options(dirs[0], options)
+        say(f"Saved in {path}: {options.shown()}; {dirs[0]} holds no certificate to renew (as another "
             "directory's --fallback, its profile and step-06 options are used)")
         return 0
     for work in args.dir:
         if not (work / "cert.pem").exists():
             raise UsageError(f"{work}/cert.pem not found: get the first certificate with steps 01 to 08")
     if args.status:
-        if given or args.force:
+        if given is not None or args.force:
             raise UsageError("--status shows what is saved: give only --dir or --all with it")
         for work in dirs:
             say("\n".join(status(work)))
         return 0
-    if given and not single:
+    if given is not None and not single:
         extra = [w for w in challenge_options] + [f"--{n.replace('_', '-')}" for n in PER_DIRECTORY
-                                                  if getattr(args, n) and n not in ("deploy_hook", "on_failure_hook")]
+                                                  if is_given(args, n) and n not in RUN_WIDE]
         if extra:
             raise UsageError(f"{' '.join(extra[:3])}: a directory's options are saved with --dir DIR alone; with --all "
-                        "or several --dir only --deploy-hook and --on-failure-hook (for directories that saved none)")
-    if given and single:
-        path = runs.save_options(dirs[0], given)
-        say(f"Saved in {path} (later runs use them): {given.shown()}")
+                             "or several --dir only --deploy-hook, --on-failure-hook and --hook-timeout (for "
+                             "directories that saved none)")
+    chosen = None
+    if given is not None and single:
+        chosen = merged(dirs[0], given, args.reset)
+        path = runs.save_options(dirs[0], chosen)
+        say(f"Saved in {path} (later runs use them): {chosen.shown()}")
     if not dirs:
         say(f"Nothing to renew: no work directory with a cert.pem under {args.all}")
         return 0
     results = []
     for work in dirs:
         try:
-            options = (given if given and single else None) or runs.read_options(work) or RenewOptions()
-        except ValueError as exc:
+            options = chosen or runs.read_options(work) or RenewOptions()
+        except ValueError as exc:  # a damaged renew-options.json: this directory fails, the others run
+            say(f"== {work}")
+            say(f"renew: {exc}", err=True)
             results.append(Result(work, True, f"failed: {exc}"))
             continue
         if not single and given:  # run-wide hooks, for directories that saved none
             options.deploy_hook = options.deploy_hook or args.deploy_hook
             options.on_failure_hook = options.on_failure_hook or args.on_failure_hook
+            options.hook_timeout = options.hook_timeout or given.get("hook_timeout")
         results.append(renew_directory(work, options, args))
     say("== Summary")
     for result in results:
