@@ -151,13 +151,33 @@ def free_port(address: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def free_ports(count: int, address: str = "127.0.0.1") -> list[int]:
+    """``count`` different free ports: each socket stays open until all are picked, so none comes twice."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind((address, 0))
+        return [sock.getsockname()[1] for sock in socks]
+
+
+CA_PORTS = ("acme_port", "management_port", "dns_port", "challtestsrv_port", "http_port", "tls_port")
+
+
 def start_ca(tmp_path_factory: pytest.TempPathFactory, name: str, env: dict[str, str],
-        options: list[str] | None = None) -> LocalCA:
-    ports = {p: free_port() for p in ("acme_port", "management_port", "dns_port", "challtestsrv_port",
-                                       "http_port", "tls_port")}
-    ca = LocalCA(tmp_path_factory.mktemp(f"ca-{name}"), ports, env, options or [])
-    ca.start()
-    return ca
+             options: list[str] | None = None, attempts: int = 3) -> LocalCA:
+    """A Pebble on free ports. Another test process may take a port between the pick and Pebble's
+    bind (the workers run in parallel): then it starts again on other ports."""
+    state_dir = tmp_path_factory.mktemp(f"ca-{name}")
+    for attempt in range(attempts):
+        ca = LocalCA(state_dir, dict(zip(CA_PORTS, free_ports(len(CA_PORTS)), strict=True)), env, options or [])
+        try:
+            ca.start()
+            return ca
+        except subprocess.CalledProcessError:
+            ca.stop()
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def unique(label: str) -> str:
