@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 
 from . import challenges
 from .errors import AcmeError, UsageError, despite_interrupts
-from .listener import client_address, listen_address, url_host, where
+from .listener import Server, client_address, listen_address, url_host
 from .names import count, is_ip
 from .resources import shown
 from .workdir import PUBLIC, atomic_write
@@ -244,7 +244,7 @@ class _Server(ThreadingHTTPServer):
         socketserver.TCPServer.server_bind(self)
 
 
-class Standalone:
+class Standalone(Server):
     """A small HTTP server answering http-01 requests (RFC 8555 §8.3) from a thread of the step.
 
     It listens from ``__enter__`` to ``__exit__`` on ``port`` of ``address`` (default: every
@@ -259,17 +259,6 @@ class Standalone:
         self.address = address
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
-
-    @property
-    def where(self) -> str:
-        return where(self.address, self.port)
-
-    def __enter__(self) -> Standalone:
-        self.start()
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        despite_interrupts(self.stop)
 
     def start(self) -> None:
         family, address, dual_stack = listen_address(self.address, self.port)

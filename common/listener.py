@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from types import TracebackType
+from typing import TypeVar
 
-from .errors import UsageError
+from .errors import UsageError, despite_interrupts
 
 
 def listen_address(address: str | None, port: int) -> tuple[int, tuple, bool]:
@@ -47,3 +49,31 @@ def client_address(address: str) -> str:
     except ValueError:
         return address
     return str(mapped.ipv4_mapped) if getattr(mapped, "ipv4_mapped", None) else address
+
+
+_S = TypeVar("_S", bound="Server")
+
+
+class Server:
+    """What the http-01 and tls-alpn-01 servers share: where they listen, and that leaving a
+    ``with`` block stops them, even when Ctrl-C or SIGTERM arrives meanwhile."""
+
+    address: str | None
+    port: int
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def where(self) -> str:
+        return where(self.address, self.port)
+
+    def __enter__(self: _S) -> _S:
+        self.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        despite_interrupts(self.stop)

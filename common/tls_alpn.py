@@ -35,7 +35,6 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 from cryptography import x509
@@ -43,8 +42,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from .errors import UsageError, despite_interrupts
-from .listener import client_address, listen_address, where
+from .errors import UsageError
+from .listener import Server, client_address, listen_address
 from .names import count
 
 if TYPE_CHECKING:
@@ -291,7 +290,7 @@ def _alert(description: int) -> bytes:
     return bytes((21, 3, 3, 0, 2, 2, description))
 
 
-class ChallengeServer:
+class ChallengeServer(Server):
     """A TLS server answering tls-alpn-01 handshakes (RFC 8737 §3) from threads of the step.
 
     It listens from ``__enter__`` to ``__exit__`` on ``port`` of ``address`` (default: every
@@ -333,17 +332,6 @@ class ChallengeServer:
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._connections: dict[threading.Thread, socket.socket] = {}
-
-    @property
-    def where(self) -> str:
-        return where(self.address, self.port)
-
-    def __enter__(self) -> ChallengeServer:
-        self.start()
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        despite_interrupts(self.stop)
 
     # -- running --
 

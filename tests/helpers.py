@@ -425,3 +425,23 @@ def _is_open(fd: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def load_renew_tool():
+    """tools/renew.py as a module, to replace what it runs where no real failure can be arranged."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("renew_tool", ROOT / "tools" / "renew.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def gone(pid: int) -> bool:
+    """No process ``pid`` runs (a zombie waiting for its parent counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")

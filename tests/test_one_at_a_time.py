@@ -8,7 +8,6 @@ must match itself, the TXT records must be removed and no step may be left runni
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -18,7 +17,18 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from helpers import ROOT, STEPS, fails, hostile_account, plain_env, run_plain, unique, wait_for_line
+from helpers import (
+    ROOT,
+    STEPS,
+    fails,
+    gone,
+    hostile_account,
+    load_renew_tool,
+    plain_env,
+    run_plain,
+    unique,
+    wait_for_line,
+)
 from hostile_ca import Reply
 
 from common import keys
@@ -255,25 +265,11 @@ if "--hold" in sys.argv:
 """
 
 
-def renew_tool():
-    spec = importlib.util.spec_from_file_location("renew_tool", ROOT / "tools" / "renew.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
-
-def gone(pid: int) -> bool:
-    """No process ``pid`` runs (a zombie waiting for its parent counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
 def test_a_step_that_ended_is_done_though_a_process_it_left_holds_its_stderr(tmp_path):
-    tool = renew_tool()
+    tool = load_renew_tool()
     script, pid_file = tmp_path / "leaves_a_child.py", tmp_path / "child.pid"
     script.write_text(LEAVES_A_CHILD)
     started = time.monotonic()
@@ -287,7 +283,7 @@ def test_a_step_that_ended_is_done_though_a_process_it_left_holds_its_stderr(tmp
 
 
 def test_a_step_killed_after_the_grace_goes_with_what_it_started(tmp_path, monkeypatch):
-    tool = renew_tool()
+    tool = load_renew_tool()
     monkeypatch.setattr(tool, "STEP_GRACE", 1.0)
     script, pid_file = tmp_path / "leaves_a_child.py", tmp_path / "child.pid"
     script.write_text(LEAVES_A_CHILD)

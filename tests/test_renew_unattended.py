@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime
 import errno
-import importlib.util
 import json
 import os
 import re
@@ -26,7 +25,19 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from helpers import ROOT, free_port, hostile_account, past_window, plain_env, run_plain, start_ca, unique, wait_for_line
+from helpers import (
+    ROOT,
+    free_port,
+    gone,
+    hostile_account,
+    load_renew_tool,
+    past_window,
+    plain_env,
+    run_plain,
+    start_ca,
+    unique,
+    wait_for_line,
+)
 from hostile_ca import Reply
 
 from common import keys
@@ -130,22 +141,7 @@ def backing_off(work: Path) -> None:
                                                "last_failure": {"step": "06_dns_challenge.py", "error": "x"}}))
 
 
-def load_renew_tool():
-    """tools/renew.py as a module, to replace what it runs where no real failure can be arranged."""
-    spec = importlib.util.spec_from_file_location("renew_tool", ROOT / "tools" / "renew.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
-
-def gone(pid: int) -> bool:
-    """No process ``pid`` runs (a zombie waiting for its parent counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
 def env_file(path: Path) -> dict[str, str]:
