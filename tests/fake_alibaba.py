@@ -621,6 +621,21 @@ class FakeAlibaba:
         env.update(extra)
         return env
 
+    def trusted(self, monkeypatch: pytest.MonkeyPatch) -> FakeAlibaba:
+        """Reset, and trusted by this test process (requests' CA bundle): for in-process clients."""
+        self.reset()
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", self.ca_bundle)
+        return self
+
+    def with_keys(self, monkeypatch: pytest.MonkeyPatch) -> FakeAlibaba:
+        """Reset, trusted, and this test process holding the fake's AccessKey (no STS token)."""
+        self.reset()
+        for name, setting in self.env().items():
+            if name.startswith("ALIBABA_CLOUD_") or name == "REQUESTS_CA_BUNDLE":
+                monkeypatch.setenv(name, setting)
+        monkeypatch.delenv("ALIBABA_CLOUD_SECURITY_TOKEN", raising=False)
+        return self
+
     def actions(self) -> list[str]:
         """The actions called so far that succeeded, in order."""
         return [c.action for c in self.calls if c.error is None]

@@ -21,9 +21,7 @@ WRONG_SECRET = alibaba.Credentials(ACCESS_KEY_ID, "not-the-secret-Vb71")
 
 @pytest.fixture
 def fake(fake_alibaba, monkeypatch):  # noqa: F811 (the imported fixture)
-    fake_alibaba.reset()
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", fake_alibaba.ca_bundle)
-    return fake_alibaba
+    return fake_alibaba.trusted(monkeypatch)
 
 
 @pytest.fixture

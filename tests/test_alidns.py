@@ -48,13 +48,7 @@ def txt(fake, zone: str, rr: str | None = None) -> list[tuple[str, str]]:
 
 @pytest.fixture
 def fake(fake_alibaba, monkeypatch):  # noqa: F811 (the imported fixture)
-    """The fake, reset, with this process trusting it and holding its AccessKey."""
-    fake_alibaba.reset()
-    for name, setting in fake_alibaba.env().items():
-        if name.startswith("ALIBABA_CLOUD_") or name == "REQUESTS_CA_BUNDLE":
-            monkeypatch.setenv(name, setting)
-    monkeypatch.delenv("ALIBABA_CLOUD_SECURITY_TOKEN", raising=False)
-    return fake_alibaba
+    return fake_alibaba.with_keys(monkeypatch)
 
 
 def provider(fake, *options: str) -> AlidnsProvider:

@@ -25,9 +25,7 @@ CREDS = alibaba.Credentials(ACCESS_KEY_ID, ACCESS_KEY_SECRET)
 
 @pytest.fixture
 def fake(fake_alibaba, monkeypatch):  # noqa: F811 (the imported fixture)
-    fake_alibaba.reset()
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", fake_alibaba.ca_bundle)
-    return fake_alibaba
+    return fake_alibaba.trusted(monkeypatch)
 
 
 def dns(fake, action, params=None):

@@ -172,13 +172,8 @@ def test_names_a_server_sends_are_cut_and_escaped(tls_server, issuer, work):
 
 @pytest.fixture
 def fake(fake_alibaba, monkeypatch):  # noqa: F811 (the imported fixture)
-    """The fake, reset (which also ends a trickle), with this process trusting it and holding its AccessKey."""
-    fake_alibaba.reset()
-    for name, setting in fake_alibaba.env().items():
-        if name.startswith("ALIBABA_CLOUD_") or name == "REQUESTS_CA_BUNDLE":
-            monkeypatch.setenv(name, setting)
-    monkeypatch.delenv("ALIBABA_CLOUD_SECURITY_TOKEN", raising=False)
-    yield fake_alibaba
+    """The fake with this process holding its AccessKey; reset again afterwards, which ends a trickle."""
+    yield fake_alibaba.with_keys(monkeypatch)
     fake_alibaba.reset()
 
 
