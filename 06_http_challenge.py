@@ -35,10 +35,7 @@ def main(args):
     saved = work.read_order()
     if validation.already_proven(saved):
         return
-    wildcards = validation.wildcards(saved)
-    if wildcards:
-        raise UsageError(f"http-01 cannot prove a wildcard ({', '.join(wildcards)}): a web server answers for "
-                         "one name only. Use 06_dns_challenge.py for this order")
+    validation.refuse_wildcards(saved, "http-01", "a web server answers for one name only")
 
     # The server or the webroot is set up first: a port in use fails before any request.
     with site_from_args(args) as site:

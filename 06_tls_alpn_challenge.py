@@ -24,7 +24,6 @@ Writes: order.json (the order, now ready)
 
 from common import challenges, cli, jws, names, rfc8555, tls_alpn, validation
 from common.cli import log
-from common.errors import UsageError
 
 STEP = "06_tls_alpn_challenge.py"
 
@@ -34,10 +33,7 @@ def main(args):
     saved = work.read_order()
     if validation.already_proven(saved):
         return
-    wildcards = validation.wildcards(saved)
-    if wildcards:
-        raise UsageError(f"tls-alpn-01 cannot prove a wildcard ({', '.join(wildcards)}): the CA would have to connect "
-                         "to it (RFC 8737 §3). Use 06_dns_challenge.py for this order")
+    validation.refuse_wildcards(saved, "tls-alpn-01", "the CA would have to connect to it (RFC 8737 §3)")
 
     # The server listens first: a port in use fails before any request.
     with tls_alpn.server(args.tls_port, args.bind) as server:

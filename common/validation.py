@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import resources, rfc8555
-from .errors import AcmeError, StepTimeoutError
+from .errors import AcmeError, StepTimeoutError, UsageError
 from .transport import Client
 from .workdir import ORDER, WorkDir
 
@@ -78,9 +78,12 @@ def to_prove(saved: dict[str, Any], url: str, authz: dict[str, Any], challenge_t
     return Task(label, authz, challenge)
 
 
-def wildcards(saved: dict[str, Any]) -> list[str]:
-    """The wildcard names of order.json's order (*.example.com): only a DNS challenge proves them."""
-    return [i["value"] for i in saved["order"]["identifiers"] if i["value"].startswith("*.")]
+def refuse_wildcards(saved: dict[str, Any], challenge_type: str, why: str) -> None:
+    """A UsageError naming order.json's wildcards (*.example.com), if any: only a DNS challenge proves them."""
+    wildcards = [i["value"] for i in saved["order"]["identifiers"] if i["value"].startswith("*.")]
+    if wildcards:
+        raise UsageError(f"{challenge_type} cannot prove a wildcard ({', '.join(wildcards)}): {why}. "
+                         "Use 06_dns_challenge.py for this order")
 
 
 def addresses(saved: dict[str, Any]) -> list[str]:
